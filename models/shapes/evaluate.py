@@ -1,0 +1,145 @@
+"""Evaluate the default model with the automatic checker.
+
+    python -m models.shapes.evaluate --model models/shapes/weights --per-cell 25
+
+Prompts are drawn from the grammar (a fixed seed), per caption kind and for seen and held-out
+colour-shape pairs; each image is judged by `models.shapes.checker.check`.  Prints the pass rate
+per cell and overall, plus ms per image at batch 1 and batch 8 (one thread on CPU).
+With `--api URL` the images come from a running Easel gateway instead of a direct pipeline call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from models.shapes.checker import check
+from models.shapes.world import KINDS, Scene, sample_scene
+
+Generate = Callable[[list[str], list[int]], list[Image.Image]]
+
+
+def eval_scenes(per_cell: int, seed: int = 7) -> list[tuple[Scene, bool]]:
+    rng = random.Random(seed)
+    return [(sample_scene(rng, kind, held), held)
+            for kind in KINDS for held in (False, True) for _ in range(per_cell)]
+
+
+def pipeline_generator(model_dir: Path, steps: int, guidance: float, device: str) -> Generate:
+    import torch
+    from diffusers import AutoPipelineForText2Image
+
+    dtype = torch.float32 if device == "cpu" else torch.float16
+    pipe = AutoPipelineForText2Image.from_pretrained(str(model_dir.resolve()), dtype=dtype).to(device)
+    pipe.set_progress_bar_config(disable=True)
+
+    def generate(prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+        gens = [torch.Generator(device).manual_seed(s) for s in seeds]
+        out = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, generator=gens)
+        return list(out.images)
+
+    return generate
+
+
+def api_generator(base_url: str, model: str, size: str, api_key: str) -> Generate:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0)
+
+    def generate(prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+        images = []
+        for prompt, seed in zip(prompts, seeds, strict=True):
+            resp = client.images.generate(model=model, prompt=prompt, size=size,  # type: ignore[arg-type]
+                                          response_format="b64_json", extra_body={"seed": seed})
+            b64 = resp.data[0].b64_json if resp.data else None
+            images.append(Image.open(io.BytesIO(base64.b64decode(b64 or ""))))
+        return images
+
+    return generate
+
+
+def save_grid(images: list[Image.Image], path: Path, columns: int = 10) -> None:
+    w, h = images[0].size
+    rows = (len(images) + columns - 1) // columns
+    grid = Image.new("RGB", (columns * w, rows * h), (128, 128, 128))
+    for i, im in enumerate(images):
+        grid.paste(im.convert("RGB"), ((i % columns) * w, (i // columns) * h))
+    grid.save(path)
+
+
+def evaluate(generate: Generate, per_cell: int, batch: int = 16,
+             grid: Path | None = None) -> dict[str, float]:
+    """Pass rates per cell; `grid` saves the first few images of every cell, one row each."""
+    scenes = eval_scenes(per_cell)
+    passed: dict[str, list[bool]] = {}
+    shown: list[Image.Image] = []
+    for i in range(0, len(scenes), batch):
+        chunk = scenes[i:i + batch]
+        images = generate([s.caption for s, _ in chunk], [1000 + i + j for j in range(len(chunk))])
+        for j, ((scene, held), image) in enumerate(zip(chunk, images, strict=True)):
+            if (i + j) % per_cell < 10:
+                shown.append(image)
+            key = f"{scene.kind}/{'held-out' if held else 'seen'}"
+            passed.setdefault(key, []).append(check(image, scene))
+    if grid is not None:
+        save_grid(shown, grid)
+    table = {k: sum(v) / len(v) for k, v in passed.items()}
+    every = [x for v in passed.values() for x in v]
+    table["overall"] = sum(every) / len(every)
+    for held in ("seen", "held-out"):
+        cell = [x for k, v in passed.items() if k.endswith("/" + held) for x in v]
+        table[f"overall/{held}"] = sum(cell) / len(cell)
+    return table
+
+
+def time_per_image(generate: Generate, batch: int, repeats: int = 3) -> float:
+    generate(["a red circle"] * batch, list(range(batch)))  # warm-up
+    t = time.perf_counter()
+    for r in range(repeats):
+        generate(["a blue square to the left of a red circle"] * batch, [r] * batch)
+    return (time.perf_counter() - t) / (repeats * batch) * 1000
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", type=Path, default=Path(__file__).parent / "weights")
+    p.add_argument("--per-cell", type=int, default=25, help="prompts per kind x seen/held-out")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--timing", action="store_true", help="also time batch 1 and batch 8")
+    p.add_argument("--api", help="gateway base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-model", default="dall-e-2")
+    p.add_argument("--api-size", default="256x256")
+    p.add_argument("--api-key", default="sk-local")
+    p.add_argument("--json", type=Path, help="also write the table here")
+    p.add_argument("--grid", type=Path, help="save a sample grid (10 per cell, one row a cell)")
+    args = p.parse_args()
+    if args.api:
+        gen = api_generator(args.api, args.api_model, args.api_size, args.api_key)
+    else:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        gen = pipeline_generator(args.model, args.steps, args.guidance, args.device)
+    table = evaluate(gen, args.per_cell, grid=args.grid)
+    if args.timing and not args.api:
+        table["ms_per_image_batch1"] = time_per_image(gen, 1)
+        table["ms_per_image_batch8"] = time_per_image(gen, 8)
+    for k, v in table.items():
+        print(f"{k:24s} {v:.3f}" if not k.startswith("ms_") else f"{k:24s} {v:.0f}")
+    if args.json:
+        args.json.write_text(json.dumps(table, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
