@@ -1,0 +1,1 @@
+"""The `easel` command: serve (gateway), worker (one worker process), up (a local stack)."""

@@ -1,0 +1,54 @@
+"""`easel serve | worker | up | evaluate | train`: entry points; each builds its own settings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from core.logs import setup_logging
+    from core.settings import GatewaySettings
+    from service.app import create_app
+
+    settings = GatewaySettings()
+    setup_logging(settings.log_json)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level="warning", timeout_graceful_shutdown=30)
+
+
+def _worker(args: argparse.Namespace) -> None:
+    from core.settings import WorkerSettings
+    from workers.main import run
+
+    run(WorkerSettings())
+
+
+def _up(args: argparse.Namespace) -> None:
+    from cli.stack import Stack, StackOptions
+
+    Stack(StackOptions(port=args.port, host=args.host, workers=args.workers,
+                       threads=args.threads, data_dir=args.data_dir)).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="easel", description="OpenAI Images API on your hardware")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the gateway (settings from EASEL_* variables)")
+    sub.add_parser("worker", help="run one worker process (settings from EASEL_* variables)")
+    up = sub.add_parser("up", help="run a local stack: Redis (unless EASEL_REDIS_URL is set), "
+                                   "the gateway and N workers, restarting workers that die")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--workers", type=int, default=1)
+    up.add_argument("--threads", type=int, default=0,
+                    help="torch threads per worker (0: cores / workers, at least 1)")
+    up.add_argument("--data-dir", default=".easel", help="Redis AOF and stored images")
+    args = parser.parse_args(argv)
+    {"serve": _serve, "worker": _worker, "up": _up}[args.command](args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

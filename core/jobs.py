@@ -1,0 +1,66 @@
+"""The job payload that crosses Redis (plain JSON, never pickle) and how its outcome is announced."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+# Workers run this function path; the gateway enqueues it by name and never imports it.
+RENDER_TASK = "workers.tasks.render"
+DONE_CHANNEL = "easel:done"  # pub/sub: the job id of every finished or failed job
+
+
+def outcome_key(job_id: str) -> str:
+    return f"easel:outcome:{job_id}"
+
+
+def new_job_id() -> str:
+    """Random and unguessable: it is also the directory part of every result URL."""
+    return secrets.token_hex(16)
+
+
+def image_key(job_id: str, index: int, ext: str) -> str:
+    """Derived from job id and index, so a retried job overwrites instead of duplicating."""
+    return f"images/{job_id}/{index}.{ext}"
+
+
+def input_key(job_id: str, name: str, ext: str = "png") -> str:
+    return f"inputs/{job_id}/{name}.{ext}"
+
+
+class RenderJob(BaseModel):
+    job_id: str
+    kind: Literal["generate", "edit", "variation"] = "generate"
+    model: str
+    pipeline: str
+    prompt: str = ""
+    negative_prompt: str | None = None
+    width: int
+    height: int
+    n: int = Field(ge=1)
+    seeds: list[int]
+    steps: int
+    guidance: float
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    output_compression: int | None = None
+    image_keys: list[str] = []
+    mask_key: str | None = None
+    strength: float | None = None
+
+
+class RenderResult(BaseModel):
+    keys: list[str]
+    seeds: list[int]
+    seconds: float
+
+
+class Outcome(BaseModel):
+    """What the gateway reads back: the result, or a failure it can explain to the client."""
+
+    job_id: str
+    status: Literal["finished", "failed"]
+    result: RenderResult | None = None
+    error: str | None = None
+    error_type: str | None = None

@@ -1,0 +1,51 @@
+"""Settings, read from `EASEL_*` environment variables; each process builds exactly one class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """What the gateway and the workers must agree on: Redis, the catalog and storage."""
+
+    model_config = SettingsConfigDict(env_prefix="EASEL_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    models_file: Path | None = None
+    storage: Literal["local", "s3"] = "local"
+    storage_dir: Path = Path(".easel/files")
+    s3_bucket: str = "easel"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    url_ttl_seconds: int = 3600  # presigned / served URLs stay valid this long (OpenAI: 60 min)
+    outcome_ttl_seconds: int = 3600
+    log_json: bool = False
+
+
+class GatewaySettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Base of URLs to locally stored images; empty means "the URL the client called".
+    public_url: str = ""
+    request_timeout_seconds: float = 300.0
+    job_timeout_seconds: int = 600
+    max_body_bytes: int = 1_000_000
+    job_retries: int = 2
+
+
+class WorkerSettings(CommonSettings):
+    # Comma-separated pipeline names this worker loads and serves; empty means all of them.
+    pipelines: str = ""
+    threads: int = 1  # torch threads; two busy processes x two threads on two cores run slower
+    device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    name: str = ""
+
+    def pipeline_names(self) -> list[str]:
+        return [p.strip() for p in self.pipelines.split(",") if p.strip()]

@@ -1,0 +1,81 @@
+"""Load a catalog pipeline once and derive its image-to-image and inpainting twins from it.
+
+`from_pipe` shares the same modules (no second copy of the weights), so one resident model serves
+generations, variations and edits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.catalog import PipelineSpec
+
+log = logging.getLogger("easel.models")
+EMBEDDED = {"shapes": Path(__file__).resolve().parent / "shapes" / "weights"}
+
+
+def resolve_path(path: str) -> str:
+    """An absolute local folder for `embedded:<name>` and existing paths; else a Hub id.
+
+    A relative folder that does not exist would fall through to a Hub lookup, so paths are made
+    absolute first; Hub ids load only from the local cache (HF_HUB_OFFLINE, set by the worker).
+    """
+    if path.startswith("embedded:"):
+        return str(EMBEDDED[path.split(":", 1)[1]])
+    local = Path(path).expanduser()
+    if local.exists():
+        return str(local.resolve())
+    if path.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"pipeline folder {path} does not exist")
+    return path
+
+
+@dataclass
+class LoadedPipeline:
+    spec: PipelineSpec
+    text2img: Any
+    load_seconds: float
+    _derived: dict[str, Any] = field(default_factory=dict)
+
+    def _derive(self, kind: str) -> Any:
+        if kind not in self._derived:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+            cls = AutoPipelineForImage2Image if kind == "img2img" else AutoPipelineForInpainting
+            pipe = cls.from_pipe(self.text2img)
+            pipe.set_progress_bar_config(disable=True)
+            self._derived[kind] = pipe
+        return self._derived[kind]
+
+    @property
+    def img2img(self) -> Any:
+        return self._derive("img2img")
+
+    @property
+    def inpaint(self) -> Any:
+        return self._derive("inpaint")
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def load_pipeline(spec: PipelineSpec, device: str = "cpu", dtype: str = "float32") -> LoadedPipeline:
+    from diffusers import AutoPipelineForText2Image
+
+    t0 = time.perf_counter()
+    source = resolve_path(spec.path)
+    # An explicit dtype: fp16-saved weights loaded without one mix fp16 and fp32 modules.
+    pipe = AutoPipelineForText2Image.from_pretrained(
+        source, dtype=torch_dtype(dtype), safety_checker=None, requires_safety_checker=False)
+    pipe = pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    seconds = time.perf_counter() - t0
+    log.info("loaded pipeline %s from %s in %.2fs", spec.name, source, seconds)
+    return LoadedPipeline(spec, pipe, seconds)

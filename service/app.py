@@ -1,0 +1,110 @@
+"""The gateway's app factory: settings, Redis, storage, waiter, metrics, routes, error envelope."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.catalog import load_catalog
+from core.errors import OpenAIError, bad_request
+from core.settings import GatewaySettings
+from core.storage import make_storage
+from service.metrics import GatewayMetrics
+from service.queue import JobQueue
+from service.routes import router
+from service.serving import ImageService
+from service.waiter import CompletionWaiter
+
+log = logging.getLogger("easel.gateway")
+
+
+def _envelope(exc: OpenAIError) -> JSONResponse:
+    return JSONResponse(exc.envelope(), exc.status, headers=exc.headers)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    catalog = load_catalog(settings.models_file)
+    sync_redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3)
+    async_redis = AsyncRedis.from_url(settings.redis_url, socket_connect_timeout=3)
+    queue = JobQueue(sync_redis, settings.job_timeout_seconds, settings.job_retries,
+                     settings.outcome_ttl_seconds)
+    metrics = GatewayMetrics(queue, catalog)
+    waiter = CompletionWaiter(async_redis)
+    storage = make_storage(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await waiter.start()
+        yield
+        await waiter.stop()
+        await async_redis.aclose()
+        sync_redis.close()
+
+    app = FastAPI(title="Easel", version="0.1.0", lifespan=lifespan,
+                  description="OpenAI Images API on your own hardware")
+    app.state.settings = settings
+    app.state.catalog = catalog
+    app.state.redis = async_redis
+    app.state.queue = queue
+    app.state.metrics = metrics
+    app.state.storage = storage
+    app.state.images = ImageService(settings, catalog, queue, waiter, storage, metrics)
+    app.include_router(router)
+
+    @app.exception_handler(OpenAIError)
+    async def openai_error(request: Request, exc: OpenAIError) -> JSONResponse:
+        return _envelope(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        return _envelope(bad_request(str(first.get("msg", "Invalid request.")),
+                                     ".".join(loc) or None, "invalid_value"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = (f"Invalid URL ({request.method} {request.url.path})" if exc.status_code == 404
+                   else str(exc.detail))
+        return _envelope(OpenAIError(exc.status_code, message))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return _envelope(OpenAIError(500, "The server had an error processing your request.",
+                                     "server_error", None, "server_error"))
+
+    @app.middleware("http")
+    async def observe(request: Request,
+                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request_id = request.headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
+        request_id = "".join(c for c in request_id if c.isalnum() or c in "-_.") or uuid.uuid4().hex
+        request.state.request_id = request_id
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        seconds = time.perf_counter() - t0
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        metrics.latency.labels(endpoint).observe(seconds)
+        metrics.requests.labels(endpoint, "", str(response.status_code)).inc()
+        if response.status_code >= 400:
+            metrics.errors.labels("http_" + str(response.status_code)).inc()
+        response.headers["X-Request-Id"] = request_id
+        quiet = endpoint in ("/healthz", "/readyz", "/metrics") and response.status_code < 500
+        log.log(logging.DEBUG if quiet else logging.INFO, "%s %s %d %.3fs", request.method, request.url.path, response.status_code,
+                 seconds, extra={"request_id": request_id, "status": response.status_code,
+                                 "seconds": round(seconds, 4)})
+        return response
+
+    return app

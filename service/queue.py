@@ -1,0 +1,43 @@
+"""Enqueue render jobs on RQ (one queue per pipeline) and read queue and worker state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq import Queue, Retry, Worker
+from rq.serializers import JSONSerializer
+
+from core.jobs import RENDER_TASK, RenderJob
+
+
+class JobQueue:
+    """Synchronous RQ calls; the gateway runs them in a thread so the event loop never blocks."""
+
+    def __init__(self, redis: Any, job_timeout: int, retries: int, result_ttl: int) -> None:
+        self.redis = redis
+        self.job_timeout = job_timeout
+        self.retries = retries
+        self.result_ttl = result_ttl
+
+    def queue(self, name: str) -> Queue:
+        return Queue(name, connection=self.redis, serializer=JSONSerializer)
+
+    def enqueue(self, queue_name: str, job: RenderJob) -> None:
+        self.queue(queue_name).enqueue_call(
+            RENDER_TASK, args=(job.model_dump(mode="json"),), job_id=job.job_id,
+            timeout=self.job_timeout, result_ttl=self.result_ttl, failure_ttl=self.result_ttl,
+            retry=Retry(max=self.retries) if self.retries else None,
+            description=f"{job.kind} {job.model} n={job.n} {job.width}x{job.height}",
+        )
+
+    def depth(self, queue_name: str) -> int:
+        return int(self.queue(queue_name).count)
+
+    def live_workers(self, queue_name: str) -> int:
+        """Workers registered on the queue whose heartbeat has not expired (RQ's own registry)."""
+        return len(Worker.all(connection=self.redis, queue=self.queue(queue_name),
+                              serializer=JSONSerializer))
+
+    def position(self, queue_name: str, job_id: str) -> int | None:
+        pos = self.queue(queue_name).get_job_position(job_id)
+        return None if pos is None else int(pos)

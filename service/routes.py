@@ -1,0 +1,89 @@
+"""HTTP routes: each parses, calls one serving method and returns.  Logic lives elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
+
+from core.errors import OpenAIError, model_not_found
+from core.storage import LocalStorage, StorageError
+from service.bodies import read_json
+
+router = APIRouter()
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def _state(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state
+
+
+@router.post("/v1/images/generations")
+async def generations(request: Request) -> JSONResponse:
+    st = _state(request)
+    body = await read_json(request, st.settings.max_body_bytes)
+    return JSONResponse(await st.images.generate(body, str(request.base_url)))
+
+
+def _model_object(model_id: str, created: int) -> dict[str, object]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": "easel"}
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, object]:
+    models = _state(request).catalog.models.values()
+    return {"object": "list", "data": [_model_object(m.id, m.created) for m in models]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(request: Request, model_id: str) -> dict[str, object]:
+    model = _state(request).catalog.model(model_id)
+    if model is None:
+        raise model_not_found(model_id)
+    return _model_object(model.id, model.created)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Ready when Redis answers and every pipeline has at least one live worker."""
+    st = _state(request)
+    try:
+        await st.redis.ping()
+        workers = {p.name: await run_in_threadpool(st.queue.live_workers, p.queue)
+                   for p in st.catalog.pipelines.values()}
+    except (RedisError, OSError) as exc:
+        return JSONResponse({"status": "unavailable", "redis": f"unreachable: {exc}"}, 503)
+    ready = all(n > 0 for n in workers.values())
+    return JSONResponse({"status": "ready" if ready else "waiting for workers", "redis": "ok",
+                         "workers": workers}, 200 if ready else 503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    registry = _state(request).metrics.registry
+    return PlainTextResponse(await run_in_threadpool(generate_latest, registry),
+                             media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/files/{key:path}")
+async def files(request: Request, key: str) -> Response:
+    """Locally stored images; the random job id in the key is what keeps URLs private."""
+    storage = _state(request).storage
+    if not isinstance(storage, LocalStorage):
+        raise OpenAIError(404, "Not found.", code="not_found")
+    try:
+        path = storage.path(key)
+    except StorageError as exc:
+        raise OpenAIError(404, "Not found.", code="not_found") from exc
+    if not path.is_file() or storage.root not in path.resolve().parents:
+        raise OpenAIError(404, "Not found.", code="not_found")
+    return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,106 @@
+"""The serving logic behind the image routes: validate, enqueue, wait, answer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
+
+from core.catalog import Catalog
+from core.errors import OpenAIError, server_error, unavailable
+from core.jobs import Outcome, RenderJob, new_job_id
+from core.settings import GatewaySettings
+from core.storage import LocalStorage, S3Storage, StorageError
+from service.metrics import GatewayMetrics
+from service.queue import JobQueue
+from service.validation import GenerationParams, parse_generation
+from service.waiter import CompletionWaiter
+
+
+class ImageService:
+    def __init__(self, settings: GatewaySettings, catalog: Catalog, queue: JobQueue,
+                 waiter: CompletionWaiter, storage: LocalStorage | S3Storage,
+                 metrics: GatewayMetrics) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.queue = queue
+        self.waiter = waiter
+        self.storage = storage
+        self.metrics = metrics
+        self._workers_seen: dict[str, float] = {}
+
+    async def _require_worker(self, queue_name: str, model: str) -> None:
+        """Fail fast instead of queueing work no process will ever take (cached for 2 s)."""
+        if time.monotonic() - self._workers_seen.get(queue_name, -1e9) < 2.0:
+            return
+        if await run_in_threadpool(self.queue.live_workers, queue_name) == 0:
+            raise unavailable(f"No worker is serving model '{model}' right now; try again soon.",
+                              retry_after=10)
+        self._workers_seen[queue_name] = time.monotonic()
+
+    async def run_job(self, queue_name: str, job: RenderJob) -> Outcome:
+        try:
+            await self._require_worker(queue_name, job.model)
+            await run_in_threadpool(self.queue.enqueue, queue_name, job)
+        except RedisError as exc:
+            raise unavailable("The job queue is unavailable; try again shortly.") from exc
+        self.metrics.waiting.inc()
+        try:
+            outcome = await self.waiter.wait(job.job_id, self.settings.request_timeout_seconds)
+        finally:
+            self.metrics.waiting.dec()
+        if outcome is None:
+            raise server_error("The image was not ready in time; try again later.",
+                               "timeout", 504)
+        if outcome.status == "failed" or outcome.result is None:
+            raise server_error(f"Image generation failed: {outcome.error or 'unknown error'}",
+                               outcome.error_type or "generation_failed")
+        return outcome
+
+    async def generate(self, body: Any, base_url: str) -> dict[str, Any]:
+        params = parse_generation(body, self.catalog)
+        job = RenderJob(
+            job_id=new_job_id(), kind="generate", model=params.model.id,
+            pipeline=params.pipeline.name, prompt=params.prompt,
+            negative_prompt=params.negative_prompt, width=params.width, height=params.height,
+            n=params.n, seeds=params.seeds, steps=params.steps, guidance=params.guidance,
+            output_format=params.output_format,  # type: ignore[arg-type]
+            output_compression=params.output_compression)
+        outcome = await self.run_job(params.pipeline.queue, job)
+        return await self.respond(params, outcome, base_url)
+
+    async def respond(self, params: GenerationParams, outcome: Outcome,
+                      base_url: str) -> dict[str, Any]:
+        assert outcome.result is not None
+        base = self.settings.public_url or base_url
+        data: list[dict[str, Any]] = []
+        try:
+            if params.response_format == "b64_json":
+                blobs = await asyncio.gather(*(run_in_threadpool(self.storage.get, key)
+                                               for key in outcome.result.keys))
+                data = [{"b64_json": base64.b64encode(b).decode("ascii"), "revised_prompt": None}
+                        for b in blobs]
+            else:
+                data = [{"url": self.storage.url(key, base), "revised_prompt": None}
+                        for key in outcome.result.keys]
+        except StorageError as exc:
+            raise server_error("The generated image could not be read from storage.",
+                               "storage_unavailable", 503) from exc
+        for item, seed in zip(data, outcome.result.seeds, strict=True):
+            item["seed"] = seed  # Easel extension: reproduce an image with extra_body={"seed":..}
+        self.metrics.images.labels(params.model.id).inc(len(data))
+        response: dict[str, Any] = {"created": int(time.time()), "data": data}
+        if params.model.family.name == "gpt-image":
+            response.update(background=params.background, output_format=params.output_format,
+                            quality=params.quality, size=f"{params.width}x{params.height}")
+        return response
+
+
+def error_for(exc: Exception) -> OpenAIError:
+    if isinstance(exc, OpenAIError):
+        return exc
+    return server_error("The server had an error while processing your request.")

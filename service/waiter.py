@@ -1,0 +1,100 @@
+"""Wait for job outcomes without sleep-polling: one pub/sub subscription serves every waiter.
+
+Workers publish each finished job's id on `DONE_CHANNEL` after writing its outcome key.  A waiter
+reads the key once (the job may already be done), then sleeps on a future that the listener
+resolves.  Pub/sub drops messages while the connection is down, so each waiter re-reads its key
+every `recheck_seconds` as a safety net; that is one GET per waiter every few seconds, not a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from core.jobs import DONE_CHANNEL, Outcome, outcome_key
+
+log = logging.getLogger("easel.gateway")
+
+
+class CompletionWaiter:
+    def __init__(self, redis: Any, recheck_seconds: float = 5.0) -> None:
+        self.redis = redis
+        self.recheck_seconds = recheck_seconds
+        self._futures: dict[str, set[asyncio.Future[None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(v) for v in self._futures.values())
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _listen(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                pubsub = self.redis.pubsub()
+                await pubsub.subscribe(DONE_CHANNEL)
+                delay = 0.2
+                self._wake_all()  # messages may have been lost while we were away
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._wake(message["data"].decode() if isinstance(message["data"], bytes)
+                                   else str(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("pub/sub connection lost (%s); reconnecting", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _wake(self, job_id: str) -> None:
+        for fut in self._futures.get(job_id, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    def _wake_all(self) -> None:
+        for job_id in list(self._futures):
+            self._wake(job_id)
+
+    async def _read(self, job_id: str) -> Outcome | None:
+        raw = await self.redis.get(outcome_key(job_id))
+        return Outcome.model_validate_json(raw) if raw else None
+
+    async def wait(self, job_id: str, timeout: float) -> Outcome | None:
+        """The job's outcome, or None when `timeout` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            fut: asyncio.Future[None] = loop.create_future()
+            self._futures.setdefault(job_id, set()).add(fut)
+            try:
+                try:
+                    outcome = await self._read(job_id)
+                except (RedisError, OSError):
+                    outcome = None  # Redis away: keep waiting, the job survives a restart (AOF)
+                if outcome is not None:
+                    return outcome
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(fut, min(self.recheck_seconds, remaining))
+            finally:
+                waiters = self._futures.get(job_id)
+                if waiters is not None:
+                    waiters.discard(fut)
+                    if not waiters:
+                        del self._futures[job_id]

@@ -1,0 +1,53 @@
+"""`easel worker`: load the configured pipelines once, then serve their RQ queues."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from redis import Redis
+from rq.serializers import JSONSerializer
+
+from core.catalog import load_catalog
+from core.logs import setup_logging
+from core.settings import WorkerSettings
+from core.storage import make_storage
+from workers import runtime
+from workers.worker import EaselWorker
+
+log = logging.getLogger("easel.worker")
+
+
+def run(settings: WorkerSettings) -> None:
+    setup_logging(settings.log_json)
+    # Weights are local or pre-downloaded: a worker never fetches from a hub at run time.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import torch
+    import transformers
+    from diffusers.utils import logging as diffusers_logging
+
+    transformers.logging.set_verbosity_error()  # e.g. optional-torchvision notices, each start
+    transformers.logging.disable_progress_bar()
+    diffusers_logging.disable_progress_bar()
+
+    from models.loading import load_pipeline
+
+    torch.set_num_threads(settings.threads)
+    catalog = load_catalog(settings.models_file)
+    names = settings.pipeline_names() or list(catalog.pipelines)
+    unknown = [n for n in names if n not in catalog.pipelines]
+    if unknown:
+        raise SystemExit(f"unknown pipelines {unknown}; the catalog has {list(catalog.pipelines)}")
+    pipelines = {n: load_pipeline(catalog.pipelines[n], settings.device, settings.dtype)
+                 for n in names}
+    storage = make_storage(settings)
+    runtime.install(runtime.Runtime(settings, pipelines, storage))
+    redis = Redis.from_url(settings.redis_url)
+    queues = [catalog.pipelines[n].queue for n in names]
+    name = settings.name or f"easel-{socket.gethostname()}-{os.getpid()}"
+    worker = EaselWorker(queues, name=name, connection=redis, serializer=JSONSerializer)
+    worker.outcome_ttl = settings.outcome_ttl_seconds
+    log.info("worker %s serving %s with %d torch thread(s)", name, queues, settings.threads)
+    worker.work(logging_level="WARNING")

@@ -1,0 +1,34 @@
+"""The worker process's resident state: loaded pipelines, storage and settings.
+
+RQ calls job functions by dotted path with JSON arguments only, so the pipelines a worker loaded
+at start live here, set once by `workers.main` and read by `workers.tasks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.settings import WorkerSettings
+from core.storage import LocalStorage, S3Storage
+
+
+@dataclass
+class Runtime:
+    settings: WorkerSettings
+    pipelines: dict[str, Any]  # name -> models.loading.LoadedPipeline
+    storage: LocalStorage | S3Storage
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime) -> None:
+    global _current
+    _current = runtime
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError("no worker runtime: jobs run only inside `easel worker`")
+    return _current

@@ -1,0 +1,38 @@
+"""The RQ job function: render one job on a resident pipeline and store its images."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rq import get_current_job
+
+from core.jobs import Outcome, RenderJob, RenderResult, image_key
+from core.storage import CONTENT_TYPES
+from models import rendering
+from workers import runtime
+from workers.encoding import encode
+from workers.outcomes import publish
+
+
+def render(payload: dict[str, Any]) -> dict[str, Any]:
+    job = RenderJob.model_validate(payload)
+    rt = runtime.current()
+    loaded = rt.pipelines.get(job.pipeline)
+    if loaded is None:
+        raise RuntimeError(f"this worker does not serve pipeline {job.pipeline!r}")
+    t0 = time.perf_counter()
+    images = rendering.generate(loaded, job.prompt, job.negative_prompt, job.seeds, job.steps,
+                                job.guidance, job.width, job.height)
+    keys = []
+    for i, image in enumerate(images):
+        key = image_key(job.job_id, i, job.output_format)
+        rt.storage.put(key, encode(image, job.output_format, job.output_compression),
+                       CONTENT_TYPES[job.output_format])
+        keys.append(key)
+    result = RenderResult(keys=keys, seeds=job.seeds, seconds=time.perf_counter() - t0)
+    rq_job = get_current_job()
+    if rq_job is not None:
+        publish(rq_job.connection, Outcome(job_id=job.job_id, status="finished", result=result),
+                rt.settings.outcome_ttl_seconds)
+    return result.model_dump()
