@@ -33,6 +33,12 @@ def _up(args: argparse.Namespace) -> None:
                        threads=args.threads, data_dir=args.data_dir)).run()
 
 
+def _hash_key(args: argparse.Namespace) -> None:
+    from service.auth import hash_key
+
+    print(f"{args.name}:{hash_key(args.key)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="easel", description="OpenAI Images API on your hardware")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,8 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--threads", type=int, default=0,
                     help="torch threads per worker (0: cores / workers, at least 1)")
     up.add_argument("--data-dir", default=".easel", help="Redis AOF and stored images")
+    hk = sub.add_parser("hash-key", help="print the EASEL_API_KEYS entry for an API key")
+    hk.add_argument("key")
+    hk.add_argument("--name", default="default")
     args = parser.parse_args(argv)
-    {"serve": _serve, "worker": _worker, "up": _up}[args.command](args)
+    {"serve": _serve, "worker": _worker, "up": _up, "hash-key": _hash_key}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ class Stack:
         env.update(EASEL_REDIS_URL=redis_url, EASEL_PORT=str(self.o.port),
                    EASEL_HOST=self.o.host, HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"),
                    OMP_WAIT_POLICY=env.get("OMP_WAIT_POLICY", "PASSIVE"))
+        if not env.get("EASEL_API_KEYS"):
+            env.setdefault("EASEL_AUTH", "off")  # a local stack; keys are opt-in here
         threads = self.o.threads or max(1, (os.cpu_count() or 1) // max(1, self.o.workers))
         env.setdefault("EASEL_THREADS", str(threads))
         return env
@@ -115,6 +117,9 @@ class Stack:
             print(f"easel: started private Redis (AOF) at {redis_url}", flush=True)
         env = self._env(redis_url, data)
         self._describe()
+        print(f"easel: API keys {'required' if env.get('EASEL_AUTH') != 'off' else 'off'} "
+              f"(set EASEL_API_KEYS to name:sha256 entries from `easel hash-key` to require them)",
+              flush=True)
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGTERM, self.stop)
         t0 = time.time()

@@ -31,6 +31,9 @@ class CommonSettings(BaseSettings):
 class GatewaySettings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = 8000
+    # "required": /v1/* needs a key from api_keys; "off" must be chosen explicitly.
+    auth: Literal["required", "off"] = "required"
+    api_keys: str = ""  # comma-separated name:sha256hex (see `easel hash-key`)
     # Base of URLs to locally stored images; empty means "the URL the client called".
     public_url: str = ""
     request_timeout_seconds: float = 300.0

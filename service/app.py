@@ -19,6 +19,7 @@ from core.catalog import load_catalog
 from core.errors import OpenAIError, bad_request
 from core.settings import GatewaySettings
 from core.storage import make_storage
+from service.auth import KeyChecker, parse_key_hashes
 from service.metrics import GatewayMetrics
 from service.queue import JobQueue
 from service.routes import router
@@ -35,6 +36,13 @@ def _envelope(exc: OpenAIError) -> JSONResponse:
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     catalog = load_catalog(settings.models_file)
+    keys = None
+    if settings.auth == "required":
+        hashes = parse_key_hashes(settings.api_keys)
+        if not hashes:
+            raise RuntimeError("EASEL_AUTH=required but EASEL_API_KEYS is empty: configure key "
+                               "hashes (easel hash-key KEY) or set EASEL_AUTH=off explicitly")
+        keys = KeyChecker(hashes)
     sync_redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3)
     async_redis = AsyncRedis.from_url(settings.redis_url, socket_connect_timeout=3)
     queue = JobQueue(sync_redis, settings.job_timeout_seconds, settings.job_retries,
@@ -92,7 +100,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         request_id = "".join(c for c in request_id if c.isalnum() or c in "-_.") or uuid.uuid4().hex
         request.state.request_id = request_id
         t0 = time.perf_counter()
-        response = await call_next(request)
+        try:
+            if keys is not None and request.url.path.startswith("/v1/"):
+                request.state.key_name = keys.identify(request.headers.get("authorization"))
+            response = await call_next(request)
+        except OpenAIError as exc:  # raised here, outside the routes' exception handlers
+            response = _envelope(exc)
         seconds = time.perf_counter() - t0
         route = request.scope.get("route")
         endpoint = getattr(route, "path", "unmatched")

@@ -1,0 +1,162 @@
+"""Real processes for tests: a private Redis, SeaweedFS (S3), Easel gateway and workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open")
+
+
+def stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@dataclass
+class RedisServer:
+    dir: Path
+    appendonly: bool = False
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is required (make test installs it)"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+             "--maxmemory-policy", "noeviction"], stdout=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        stop(self.proc, sig)
+
+
+@dataclass
+class SeaweedS3:
+    dir: Path
+    access_key: str = "easel-test"
+    secret_key: str = "easel-test-secret"
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> SeaweedS3:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = self.dir / "s3.json"
+        config.write_text(json.dumps({"identities": [{
+            "name": "easel", "credentials": [{"accessKey": self.access_key,
+                                              "secretKey": self.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        ports = {k: free_port() for k in ("master", "mgrpc", "volume", "vgrpc", "filer", "fgrpc",
+                                          "s3grpc")}
+        self.proc = subprocess.Popen(
+            [weed, "server", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.dir}",
+             f"-master.port={ports['master']}", f"-master.port.grpc={ports['mgrpc']}",
+             f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['vgrpc']}",
+             f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['fgrpc']}",
+             f"-s3.port={self.port}", f"-s3.port.grpc={ports['s3grpc']}",
+             f"-s3.config={config}", "-master.volumeSizeLimitMB=64", "-volume.max=8"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, timeout=60, proc=self.proc)
+        return self
+
+    def env(self, bucket: str) -> dict[str, str]:
+        return {"EASEL_STORAGE": "s3", "EASEL_S3_BUCKET": bucket,
+                "EASEL_S3_ENDPOINT_URL": self.endpoint, "EASEL_S3_ACCESS_KEY_ID": self.access_key,
+                "EASEL_S3_SECRET_ACCESS_KEY": self.secret_key}
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def base_env(redis_url: str, data: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASEL_")}
+    env.update(EASEL_REDIS_URL=redis_url, EASEL_STORAGE_DIR=str(data / "files"),
+               EASEL_THREADS="1", EASEL_AUTH="off", HF_HUB_OFFLINE="1", OMP_WAIT_POLICY="PASSIVE",
+               PYTHONPATH=str(ROOT))
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Gateway:
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Gateway:
+        self.proc = subprocess.Popen([sys.executable, "-m", "cli", "serve"], cwd=ROOT,
+                                     env=dict(self.env, EASEL_PORT=str(self.port)))
+        wait_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def start_worker(env: dict[str, str], name: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cli", "worker"], cwd=ROOT,
+                            env=dict(env, EASEL_NAME=name))
+
+
+def wait_ready(base_url: str, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base_url}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{base_url} not ready")
