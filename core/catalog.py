@@ -27,16 +27,18 @@ class Family:
     max_prompt: int
     response_formats: tuple[str, ...] = ("url", "b64_json")
     default_response_format: str = "url"
+    kinds: tuple[str, ...] = ("generate", "edit", "variation")  # endpoints the family offers
 
 
 FAMILIES: dict[str, Family] = {
     "dall-e-2": Family("dall-e-2", ("256x256", "512x512", "1024x1024"), "1024x1024", 10,
                        ("standard", "auto"), "standard", (), 1000),
     "dall-e-3": Family("dall-e-3", ("1024x1024", "1792x1024", "1024x1792"), "1024x1024", 1,
-                       ("standard", "hd", "auto"), "standard", ("vivid", "natural"), 4000),
+                       ("standard", "hd", "auto"), "standard", ("vivid", "natural"), 4000,
+                       kinds=("generate",)),
     "gpt-image": Family("gpt-image", ("auto", "1024x1024", "1536x1024", "1024x1536"), "auto", 10,
                         ("low", "medium", "high", "auto"), "auto", (), 32000,
-                        ("b64_json",), "b64_json"),
+                        ("b64_json",), "b64_json", ("generate", "edit")),
     # Easel's own ids: every size the embedded model renders well, n up to 10, all styles.
     "easel": Family("easel", ("64x64", "128x128", "256x256", "512x512", "1024x1024"),
                     "256x256", 10, ("standard", "hd", "low", "medium", "high", "auto"),

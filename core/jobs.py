@@ -48,6 +48,7 @@ class RenderJob(BaseModel):
     image_keys: list[str] = []
     mask_key: str | None = None
     strength: float | None = None
+    request_id: str | None = None  # ties the worker's job log line to the gateway's request
 
 
 class RenderResult(BaseModel):

@@ -38,7 +38,10 @@ class GatewaySettings(CommonSettings):
     public_url: str = ""
     request_timeout_seconds: float = 300.0
     job_timeout_seconds: int = 600
-    max_body_bytes: int = 1_000_000
+    max_body_bytes: int = 1_000_000  # JSON bodies
+    max_upload_bytes: int = 64_000_000  # a whole multipart body (edits, variations)
+    max_file_bytes: int = 25_000_000  # one uploaded image
+    max_image_pixels: int = 4096 * 4096  # checked from the header, before decoding
     job_retries: int = 2
 
 

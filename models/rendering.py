@@ -41,3 +41,73 @@ def generate(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, s
         num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,
         generator=_generators(seeds, "cpu"), output_type="pil")
     return _fit(list(out.images), width, height)
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """RGB over white: transparent pixels carry arbitrary colour, and white is the world's
+    background, so outpainted borders start from the right canvas."""
+    rgba = image.convert("RGBA")
+    canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(canvas, rgba).convert("RGB")
+
+
+def edit_weight(image: Image.Image, mask: Image.Image | None) -> Image.Image:
+    """Per-pixel edit weight as an 'L' image: 255 where the mask (or the image) is transparent."""
+    source = mask if mask is not None else image
+    alpha = source.convert("RGBA").getchannel("A")
+    return alpha.point(lambda a: 255 - a)
+
+
+def _paste_back(generated: list[Image.Image], original: Image.Image,
+                weight: Image.Image) -> list[Image.Image]:
+    """Keep every pixel outside the mask from the original; blend a soft seam just inside it.
+
+    The seam is weight x blur(weight): zero outside the mask (pixels there are the original's),
+    one deep inside, and a ramp along the border so the new content meets the old without a cut.
+    """
+    from PIL import ImageChops, ImageFilter
+
+    size = generated[0].size
+    base = original.resize(size, Image.Resampling.LANCZOS)
+    w = weight.resize(size, Image.Resampling.BILINEAR)
+    radius = max(1.0, 0.015 * max(size))
+    soft = ImageChops.multiply(w, w.filter(ImageFilter.GaussianBlur(radius)))
+    return [Image.composite(g, base, soft) for g in generated]
+
+
+def edit(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds: list[int],
+         steps: int, guidance: float, width: int, height: int, image: Image.Image,
+         mask: Image.Image | None, strength: float | None) -> list[Image.Image]:
+    """Inpaint the transparent area (of the mask, else of the image); outside stays as it was.
+
+    With no transparent pixel at all the whole image is redrawn image-to-image at `strength`.
+    """
+    weight = edit_weight(image, mask)
+    flat = _flatten(image)
+    w, h = render_dims(width, height, loaded.spec.native_size)
+    n = len(seeds)
+    common = dict(prompt=[prompt] * n,
+                  negative_prompt=[negative_prompt] * n if negative_prompt else None,
+                  num_inference_steps=steps, guidance_scale=guidance,
+                  generator=_generators(seeds, "cpu"), output_type="pil")
+    if weight.getextrema()[1] == 0:
+        out = loaded.img2img(image=flat.resize((w, h), Image.Resampling.LANCZOS),
+                             strength=strength or 0.75, **common)
+        return _fit(list(out.images), width, height)
+    # Any partly transparent pixel joins the area the pipeline redraws (max-pool the weight).
+    small = weight.resize((w, h), Image.Resampling.BOX).point(lambda a: 255 if a > 8 else 0)
+    out = loaded.inpaint(image=flat.resize((w, h), Image.Resampling.LANCZOS), mask_image=small,
+                         width=w, height=h, strength=strength or 1.0, **common)
+    return _paste_back(_fit(list(out.images), width, height), flat, weight)
+
+
+def vary(loaded: LoadedPipeline, seeds: list[int], steps: int, guidance: float, width: int,
+         height: int, image: Image.Image, strength: float) -> list[Image.Image]:
+    """Image-to-image from the input at `strength` (default 0.6): like it, but not identical."""
+    w, h = render_dims(width, height, loaded.spec.native_size)
+    n = len(seeds)
+    out = loaded.img2img(prompt=[""] * n, image=_flatten(image).resize((w, h),
+                         Image.Resampling.LANCZOS), strength=strength,
+                         num_inference_steps=steps, guidance_scale=guidance,
+                         generator=_generators(seeds, "cpu"), output_type="pil")
+    return _fit(list(out.images), width, height)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from PIL import Image
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from redis import Redis
@@ -21,6 +22,7 @@ from core.settings import GatewaySettings
 from core.storage import make_storage
 from service.auth import KeyChecker, parse_key_hashes
 from service.metrics import GatewayMetrics
+from service.pages import pages
 from service.queue import JobQueue
 from service.routes import router
 from service.serving import ImageService
@@ -36,6 +38,8 @@ def _envelope(exc: OpenAIError) -> JSONResponse:
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     catalog = load_catalog(settings.models_file)
+    # Pillow's decompression-bomb guard at Easel's own limit (uploads are also checked first).
+    Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
     keys = None
     if settings.auth == "required":
         hashes = parse_key_hashes(settings.api_keys)
@@ -69,6 +73,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.storage = storage
     app.state.images = ImageService(settings, catalog, queue, waiter, storage, metrics)
     app.include_router(router)
+    app.include_router(pages)
 
     @app.exception_handler(OpenAIError)
     async def openai_error(request: Request, exc: OpenAIError) -> JSONResponse:

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from core.errors import OpenAIError, model_not_found
 from core.storage import LocalStorage, StorageError
 from service.bodies import read_json
+from service.uploads import read_upload
 
 router = APIRouter()
 STATIC = Path(__file__).resolve().parent / "static"
@@ -26,7 +27,25 @@ def _state(request: Request):  # type: ignore[no-untyped-def]
 async def generations(request: Request) -> JSONResponse:
     st = _state(request)
     body = await read_json(request, st.settings.max_body_bytes)
-    return JSONResponse(await st.images.generate(body, str(request.base_url)))
+    return JSONResponse(await st.images.generate(body, str(request.base_url),
+                                                 request.state.request_id))
+
+
+async def _transform(request: Request, kind: str) -> JSONResponse:
+    st = _state(request)
+    upload = await read_upload(request, st.settings.max_upload_bytes, st.settings.max_file_bytes)
+    return JSONResponse(await st.images.transform(kind, upload, str(request.base_url),
+                                                  request.state.request_id))
+
+
+@router.post("/v1/images/edits")
+async def edits(request: Request) -> JSONResponse:
+    return await _transform(request, "edit")
+
+
+@router.post("/v1/images/variations")
+async def variations(request: Request) -> JSONResponse:
+    return await _transform(request, "variation")
 
 
 def _model_object(model_id: str, created: int) -> dict[str, object]:

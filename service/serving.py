@@ -12,12 +12,14 @@ from starlette.concurrency import run_in_threadpool
 
 from core.catalog import Catalog
 from core.errors import OpenAIError, server_error, unavailable
-from core.jobs import Outcome, RenderJob, new_job_id
+from core.errors import bad_request
+from core.jobs import Outcome, RenderJob, input_key, new_job_id
 from core.settings import GatewaySettings
 from core.storage import LocalStorage, S3Storage, StorageError
 from service.metrics import GatewayMetrics
 from service.queue import JobQueue
-from service.validation import GenerationParams, parse_generation
+from service.uploads import Uploaded, decode, has_alpha, has_transparent_pixels, to_png
+from service.validation import GenerationParams, coerce_form, parse_generation, parse_request
 from service.waiter import CompletionWaiter
 
 
@@ -61,15 +63,61 @@ class ImageService:
                                outcome.error_type or "generation_failed")
         return outcome
 
-    async def generate(self, body: Any, base_url: str) -> dict[str, Any]:
-        params = parse_generation(body, self.catalog)
-        job = RenderJob(
-            job_id=new_job_id(), kind="generate", model=params.model.id,
+    @staticmethod
+    def _job(params: GenerationParams, job_id: str, request_id: str | None = None,
+             **inputs: Any) -> RenderJob:
+        return RenderJob(
+            job_id=job_id, kind=params.kind, model=params.model.id,  # type: ignore[arg-type]
             pipeline=params.pipeline.name, prompt=params.prompt,
             negative_prompt=params.negative_prompt, width=params.width, height=params.height,
             n=params.n, seeds=params.seeds, steps=params.steps, guidance=params.guidance,
             output_format=params.output_format,  # type: ignore[arg-type]
-            output_compression=params.output_compression)
+            output_compression=params.output_compression, strength=params.strength,
+            request_id=request_id, **inputs)
+
+    async def generate(self, body: Any, base_url: str,
+                       request_id: str | None = None) -> dict[str, Any]:
+        params = parse_generation(body, self.catalog)
+        job = self._job(params, new_job_id(), request_id)
+        outcome = await self.run_job(params.pipeline.queue, job)
+        return await self.respond(params, outcome, base_url)
+
+    async def transform(self, kind: str, upload: Uploaded, base_url: str,
+                        request_id: str | None = None) -> dict[str, Any]:
+        """Edits (inpainting, outpainting) and variations: inputs go to storage, not Redis."""
+        body = coerce_form(upload.fields)
+        limit = self.settings.max_image_pixels
+        images = [await run_in_threadpool(decode, data, "image", limit) for data in upload.images]
+        first = images[0]
+        mask = None
+        if upload.mask is not None:
+            mask = await run_in_threadpool(decode, upload.mask, "mask", limit)
+            if not has_alpha(mask):
+                raise bad_request("Invalid 'mask': it must be a PNG with an alpha channel; "
+                                  "fully transparent pixels mark the area to edit.", "mask",
+                                  "invalid_mask")
+            if mask.size != first.size:
+                raise bad_request(f"Invalid 'mask': its size {mask.size[0]}x{mask.size[1]} "
+                                  f"does not match the image's {first.size[0]}x"
+                                  f"{first.size[1]}.", "mask", "invalid_mask")
+        params = parse_request(body, self.catalog, kind, first.size)
+        if (kind == "edit" and mask is None and params.model.family.name == "dall-e-2"
+                and not await run_in_threadpool(has_transparent_pixels, first)):
+            raise bad_request("Invalid 'image': without a mask the image must have transparent "
+                              "pixels, which mark the area to edit.", "image", "invalid_image")
+        job_id = new_job_id()
+        keys = [input_key(job_id, f"image{i}") for i in range(len(images) if kind == "edit" else 1)]
+        try:
+            for key, image in zip(keys, images, strict=False):
+                await run_in_threadpool(self.storage.put, key, to_png(image), "image/png")
+            mask_key = None
+            if mask is not None:
+                mask_key = input_key(job_id, "mask")
+                await run_in_threadpool(self.storage.put, mask_key, to_png(mask), "image/png")
+        except StorageError as exc:
+            raise server_error("Storage is unavailable; try again shortly.",
+                               "storage_unavailable", 503) from exc
+        job = self._job(params, job_id, request_id, image_keys=keys, mask_key=mask_key)
         outcome = await self.run_job(params.pipeline.queue, job)
         return await self.respond(params, outcome, base_url)
 

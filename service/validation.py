@@ -14,13 +14,21 @@ from typing import Any
 from core.catalog import QUALITY_STEPS, STYLE_GUIDANCE, Catalog, ModelSpec, PipelineSpec
 from core.errors import bad_request, model_not_found
 
-GENERATION_FIELDS = {
-    "model", "prompt", "n", "size", "quality", "style", "response_format", "user",
-    # gpt-image fields
-    "background", "moderation", "output_format", "output_compression", "stream", "partial_images",
-    # Easel extensions (the SDK sends them through extra_body)
-    "seed", "steps", "guidance_scale", "negative_prompt",
+_GPT = {"background", "moderation", "output_format", "output_compression", "stream",
+        "partial_images"}
+_EXTENSIONS = {"seed", "steps", "guidance_scale", "negative_prompt"}  # sent via extra_body
+FIELDS = {
+    "generate": {"model", "prompt", "n", "size", "quality", "style", "response_format", "user"}
+    | _GPT | _EXTENSIONS,
+    "edit": {"model", "prompt", "n", "size", "quality", "response_format", "user",
+             "input_fidelity"} | _GPT | _EXTENSIONS | {"strength"},
+    "variation": {"model", "n", "size", "response_format", "user", "output_format",
+                  "output_compression", "seed", "steps", "strength"},
 }
+# Multipart carries every value as text; these fields are converted before validation.
+_INT_FIELDS = {"n", "seed", "steps", "output_compression", "partial_images"}
+_FLOAT_FIELDS = {"guidance_scale", "strength"}
+_BOOL_FIELDS = {"stream"}
 MAX_SEED = 2**63 - 1
 
 
@@ -44,6 +52,8 @@ class GenerationParams:
     steps: int
     guidance: float
     user: str | None
+    kind: str = "generate"
+    strength: float | None = None
 
 
 def _type_name(v: Any) -> str:
@@ -101,30 +111,84 @@ def resolve_model(body: dict[str, Any], catalog: Catalog) -> ModelSpec:
     return model
 
 
-def parse_size(size: str, pipeline: PipelineSpec) -> tuple[int, int]:
+def parse_size(size: str) -> tuple[int, int]:
     if size == "auto":
         return 1024, 1024
     w, h = size.split("x")
     return int(w), int(h)
 
 
-def parse_generation(body: Any, catalog: Catalog) -> GenerationParams:
+def coerce_form(form: dict[str, str]) -> dict[str, Any]:
+    """Multipart text values -> the JSON types the validators expect (400 on bad text)."""
+    out: dict[str, Any] = {}
+    for name, value in form.items():
+        try:
+            if name in _INT_FIELDS:
+                out[name] = int(value)
+            elif name in _FLOAT_FIELDS:
+                out[name] = float(value)
+            elif name in _BOOL_FIELDS:
+                if value.lower() not in ("true", "false"):
+                    raise ValueError(value)
+                out[name] = value.lower() == "true"
+            else:
+                out[name] = value
+        except ValueError as exc:
+            raise bad_request(f"Invalid value for '{name}': {value[:40]!r} is not a valid "
+                              f"{'integer' if name in _INT_FIELDS else 'value'}.", name,
+                              "invalid_type") from exc
+    return out
+
+
+def _guidance(body: dict[str, Any], default: float) -> float:
+    raw = body.get("guidance_scale")
+    if raw is None:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise bad_request("Invalid type for 'guidance_scale': expected a number.",
+                          "guidance_scale", "invalid_type")
+    if not 0 <= raw <= 30:
+        raise bad_request("Invalid value for 'guidance_scale': must be between 0 and 30.",
+                          "guidance_scale", "invalid_value")
+    return float(raw)
+
+
+def _strength(body: dict[str, Any], default: float | None) -> float | None:
+    raw = body.get("strength")
+    if raw is None:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw <= 1:
+        raise bad_request("Invalid value for 'strength': must be a number in (0, 1].",
+                          "strength", "invalid_value")
+    return float(raw)
+
+
+def parse_request(body: Any, catalog: Catalog, kind: str = "generate",
+                  input_size: tuple[int, int] | None = None) -> GenerationParams:
+    """Validate a generation, edit or variation request against its model's family rules."""
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.", None, "invalid_type")
-    unknown = sorted(set(body) - GENERATION_FIELDS)
+    unknown = sorted(set(body) - FIELDS[kind])
     if unknown:
         raise bad_request(f"Unrecognized request argument supplied: {unknown[0]}", unknown[0],
                           "unknown_parameter")
     model = resolve_model(body, catalog)
     fam, pipe = model.family, catalog.pipeline_of(model)
+    if kind not in fam.kinds:
+        what = {"edit": "image edits", "variation": "image variations"}.get(kind, kind)
+        raise bad_request(f"Model '{model.id}' does not support {what}.", "model",
+                          "unsupported_model")
     prompt = _str(body, "prompt", fam.max_prompt)
-    if prompt is None or not prompt.strip():
+    if kind != "variation" and (prompt is None or not prompt.strip()):
         raise bad_request("You must provide a prompt.", "prompt", "missing_required_parameter")
     n = _int(body, "n", 1, 10) or 1
     if n > fam.max_n:
         raise bad_request(f"Invalid value for 'n': model '{model.id}' supports at most "
                           f"{fam.max_n} image(s) per request.", "n", "invalid_value")
-    size = _choice(body, "size", fam.sizes, model.id) or fam.default_size
+    default_size = fam.default_size
+    if input_size is not None and f"{input_size[0]}x{input_size[1]}" in fam.sizes:
+        default_size = f"{input_size[0]}x{input_size[1]}"  # edits keep the input's size
+    size = _choice(body, "size", fam.sizes, model.id) or default_size
     quality = _choice(body, "quality", fam.qualities, model.id) or fam.default_quality
     style = _choice(body, "style", fam.styles, model.id)
     response_format = (_choice(body, "response_format", fam.response_formats, model.id)
@@ -139,6 +203,7 @@ def parse_generation(body: Any, catalog: Catalog) -> GenerationParams:
         raise bad_request("Transparent backgrounds are not supported by this model; use "
                           "'opaque' or 'auto'.", "background", "unsupported_value")
     _choice(body, "moderation", ("low", "auto"), model.id)
+    _choice(body, "input_fidelity", ("low", "high"), model.id)
     if body.get("stream") not in (None, False):
         raise bad_request("Streaming is not supported by this server yet; send stream=false.",
                           "stream", "unsupported_parameter")
@@ -149,23 +214,20 @@ def parse_generation(body: Any, catalog: Catalog) -> GenerationParams:
     steps = _int(body, "steps", 1, pipe.max_steps)
     if steps is None:
         steps = max(1, min(pipe.max_steps, round(pipe.steps * QUALITY_STEPS[quality])))
-    guidance_raw = body.get("guidance_scale")
-    if guidance_raw is None:
-        guidance = pipe.guidance * STYLE_GUIDANCE.get(style or "vivid", 1.0)
-    elif isinstance(guidance_raw, bool) or not isinstance(guidance_raw, int | float):
-        raise bad_request("Invalid type for 'guidance_scale': expected a number.",
-                          "guidance_scale", "invalid_type")
-    elif not 0 <= guidance_raw <= 30:
-        raise bad_request("Invalid value for 'guidance_scale': must be between 0 and 30.",
-                          "guidance_scale", "invalid_value")
-    else:
-        guidance = float(guidance_raw)
+    # Variations have no prompt to guide towards: classifier-free guidance is off (1.0).
+    default_guidance = 1.0 if kind == "variation" else pipe.guidance * STYLE_GUIDANCE.get(
+        style or "vivid", 1.0)
+    guidance = _guidance(body, default_guidance)
+    strength = _strength(body, pipe.strength if kind == "variation" else None)
     # A given seed makes the request reproducible: image i uses seed + i.
     base = seed if seed is not None else secrets.randbelow(2**31)
     seeds = [(base + i) % (MAX_SEED + 1) for i in range(n)]
-    width, height = parse_size(size, pipe)
-    return GenerationParams(model, pipe, prompt, negative, n, size, width, height, quality, style,
-                            response_format, output_format, compression,
+    width, height = parse_size(size)
+    return GenerationParams(model, pipe, prompt or "", negative, n, size, width, height, quality,
+                            style, response_format, output_format, compression,
                             "opaque" if background == "auto" else background, seeds, steps,
-                            guidance, user)
+                            guidance, user, kind, strength)
 
+
+def parse_generation(body: Any, catalog: Catalog) -> GenerationParams:
+    return parse_request(body, catalog, "generate")

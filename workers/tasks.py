@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any
+
+from PIL import Image
 
 from rq import get_current_job
 
@@ -15,6 +18,25 @@ from workers.encoding import encode
 from workers.outcomes import publish
 
 
+def _load(rt: runtime.Runtime, key: str) -> Image.Image:
+    image = Image.open(io.BytesIO(rt.storage.get(key)))
+    image.load()
+    return image
+
+
+def _run(loaded: Any, job: RenderJob, rt: runtime.Runtime) -> list[Image.Image]:
+    if job.kind == "generate":
+        return rendering.generate(loaded, job.prompt, job.negative_prompt, job.seeds, job.steps,
+                                  job.guidance, job.width, job.height)
+    image = _load(rt, job.image_keys[0])
+    if job.kind == "variation":
+        return rendering.vary(loaded, job.seeds, job.steps, job.guidance, job.width, job.height,
+                              image, job.strength or loaded.spec.strength)
+    mask = _load(rt, job.mask_key) if job.mask_key else None
+    return rendering.edit(loaded, job.prompt, job.negative_prompt, job.seeds, job.steps,
+                          job.guidance, job.width, job.height, image, mask, job.strength)
+
+
 def render(payload: dict[str, Any]) -> dict[str, Any]:
     job = RenderJob.model_validate(payload)
     rt = runtime.current()
@@ -22,8 +44,7 @@ def render(payload: dict[str, Any]) -> dict[str, Any]:
     if loaded is None:
         raise RuntimeError(f"this worker does not serve pipeline {job.pipeline!r}")
     t0 = time.perf_counter()
-    images = rendering.generate(loaded, job.prompt, job.negative_prompt, job.seeds, job.steps,
-                                job.guidance, job.width, job.height)
+    images = _run(loaded, job, rt)
     keys = []
     for i, image in enumerate(images):
         key = image_key(job.job_id, i, job.output_format)

@@ -1,0 +1,488 @@
+// Easel playground: plain JS talking to this server's OpenAI Images API (/v1/...).
+// No build step and nothing from the internet; the CSP in service/pages.py enforces the latter.
+'use strict';
+
+// /v1/models lists ids only, so the page carries each family's rules (a copy of
+// core/catalog.py FAMILIES). Ids from a custom catalog fall back to the Easel rules; the server
+// validates anyway and its message is shown if a choice is refused.
+const FAMILIES = {
+  easel: { sizes: ['64x64', '128x128', '256x256', '512x512', '1024x1024'], size: '256x256',
+    maxN: 10, qualities: ['standard', 'hd', 'low', 'medium', 'high', 'auto'],
+    styles: ['vivid', 'natural'] },
+  'dall-e-2': { sizes: ['256x256', '512x512', '1024x1024'], size: '256x256', maxN: 10,
+    qualities: ['standard'], styles: [] },
+  'dall-e-3': { sizes: ['1024x1024', '1792x1024', '1024x1792'], size: '1024x1024', maxN: 1,
+    qualities: ['standard', 'hd'], styles: ['vivid', 'natural'] },
+  'gpt-image': { sizes: ['auto', '1024x1024', '1536x1024', '1024x1536'], size: 'auto',
+    maxN: 10, qualities: ['auto', 'low', 'medium', 'high'], styles: [] },
+};
+const DEFAULT_MODEL = 'easel-shapes';
+const FALLBACK_MODELS = ['easel-shapes', 'dall-e-2', 'dall-e-3'];
+const KEY_STORAGE = 'easel.apiKey';
+const EXTEND_FRACTION = 0.25;
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  key: $('api-key'), form: $('generate-form'), prompt: $('prompt'), model: $('model'),
+  size: $('size'), quality: $('quality'), style: $('style'), n: $('n'), seed: $('seed'),
+  steps: $('steps'), guidance: $('guidance'), negative: $('negative'), upload: $('upload'),
+  status: $('status'), statusText: $('status-text'), error: $('error'), gallery: $('gallery'),
+  empty: $('empty'), editor: $('editor'), stage: $('stage'), image: $('image-canvas'),
+  mask: $('mask-canvas'), info: $('canvas-info'), brush: $('brush-size'),
+  editForm: $('edit-form'), editPrompt: $('edit-prompt'), editSize: $('edit-size'),
+  editN: $('edit-n'),
+};
+
+function familyOf(model) {
+  if (model === 'dall-e-2' || model === 'dall-e-3') return FAMILIES[model];
+  if (model.startsWith('gpt-image')) return FAMILIES['gpt-image'];
+  return FAMILIES.easel;
+}
+
+function fillSelect(select, values, preferred, emptyLabel) {
+  const previous = select.value;
+  select.replaceChildren(...values.map((v) => new Option(v, v)));
+  if (!values.length) select.append(new Option(emptyLabel, ''));
+  select.disabled = !values.length;  // e.g. dall-e-2 has no style: don't send one
+  const pick = [previous, preferred].find((v) => values.includes(v));
+  if (pick) select.value = pick;
+}
+
+// ---- talking to the API ---------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(message, status) { super(message); this.status = status; }
+}
+
+// One place for every request: adds the key, and turns any failure into a readable ApiError
+// carrying the server's own envelope message (never a bare "Failed" or a swallowed error).
+async function api(path, body) {
+  const headers = {};
+  const key = els.key.value.trim();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const init = { method: body ? 'POST' : 'GET', headers };
+  if (body instanceof FormData) {
+    init.body = body;  // the browser writes the multipart boundary itself
+  } else if (body) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (err) {
+    throw new ApiError(`Could not reach the Easel server (${err.message}).`, 0);
+  }
+  let data = null;
+  try { data = await res.json(); } catch { /* not JSON: described below from the status */ }
+  if (!res.ok) {
+    const message = data?.error?.message || `The server answered ${res.status} ${res.statusText}.`;
+    throw new ApiError(message, res.status);
+  }
+  return data;
+}
+
+function showError(err) {
+  let text = err instanceof ApiError ? err.message : `Something went wrong in the page: ${err}`;
+  if (err.status === 401) text += ' Check the API key field at the top of the page.';
+  els.error.textContent = text;
+  els.error.hidden = false;
+}
+
+function clearError() { els.error.hidden = true; els.error.textContent = ''; }
+
+// The API cannot stream yet, so a request is a wait of seconds to minutes: show a spinner with
+// the elapsed time, disable the submit buttons (one request at a time) and mark the area busy.
+let busy = false;
+async function run(label, task) {
+  if (busy) return;
+  busy = true;
+  clearError();
+  const started = performance.now();
+  const tick = () => {
+    const s = Math.floor((performance.now() - started) / 1000);
+    els.statusText.textContent = `${label}… ${s} s`;
+  };
+  tick();
+  const timer = setInterval(tick, 250);
+  els.status.hidden = false;
+  document.body.classList.add('busy');
+  document.querySelectorAll('button.primary, .item-actions button').forEach((b) => {
+    b.disabled = true;
+  });
+  try {
+    await task();
+  } catch (err) {
+    showError(err);
+  } finally {
+    clearInterval(timer);
+    els.status.hidden = true;
+    document.body.classList.remove('busy');
+    document.querySelectorAll('button.primary, .item-actions button').forEach((b) => {
+      b.disabled = false;
+    });
+    busy = false;
+  }
+}
+
+async function loadModels() {
+  let ids = FALLBACK_MODELS;
+  try {
+    const list = await api('/v1/models');
+    if (list?.data?.length) ids = list.data.map((m) => m.id);
+  } catch (err) {
+    showError(err);  // e.g. a key is required: the built-in list keeps the page usable
+  }
+  fillSelect(els.model, ids, DEFAULT_MODEL, '');
+  onModelChange();
+}
+
+function onModelChange() {
+  const fam = familyOf(els.model.value);
+  fillSelect(els.size, fam.sizes, fam.size, '');
+  fillSelect(els.quality, fam.qualities, fam.qualities[0], '');
+  fillSelect(els.style, fam.styles, 'vivid', '(not supported)');
+  els.n.max = String(fam.maxN);
+  if (Number(els.n.value) > fam.maxN) els.n.value = String(fam.maxN);
+  els.editN.max = String(fam.maxN);
+}
+
+// Optional Easel extensions from the Advanced section; empty fields are not sent at all.
+function extensions() {
+  const out = {};
+  if (els.seed.value !== '') out.seed = Number(els.seed.value);
+  if (els.steps.value !== '') out.steps = Number(els.steps.value);
+  return out;
+}
+
+// ---- gallery --------------------------------------------------------------------------------
+
+let nextId = 0;
+const items = new Map();  // id -> { blob, url, width, height, params }
+
+function b64ToBlob(b64) {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  return new Blob([bytes], { type: 'image/png' });
+}
+
+async function addItem(blob, params) {
+  const bitmap = await createImageBitmap(blob);
+  const item = { id: nextId++, blob, url: URL.createObjectURL(blob), width: bitmap.width,
+    height: bitmap.height, params };
+  bitmap.close();
+  items.set(item.id, item);
+  const node = $('item-template').content.firstElementChild.cloneNode(true);
+  node.dataset.id = String(item.id);
+  const img = node.querySelector('img');
+  img.src = item.url;
+  img.width = item.width;
+  img.height = item.height;
+  img.alt = `${params.kind}: ${params.prompt || params.name || 'image'}`;
+  node.querySelector('.prompt').textContent = params.prompt || params.name || '';
+  const shown = { kind: params.kind, model: params.model, size: `${item.width}x${item.height}`,
+    seed: params.seed, steps: params.steps, quality: params.quality, style: params.style };
+  const dl = node.querySelector('.params');
+  for (const [k, v] of Object.entries(shown)) {
+    if (v === undefined || v === null || v === '') continue;
+    const dt = document.createElement('dt');
+    const dd = document.createElement('dd');
+    dt.textContent = k;
+    dd.textContent = String(v);
+    dl.append(dt, dd);
+  }
+  const a = node.querySelector('.download');
+  a.href = item.url;
+  a.download = `easel-${params.kind}-${params.seed ?? item.id}.png`;
+  a.setAttribute('aria-label', `Download ${img.alt}`);
+  node.querySelector('.edit').setAttribute('aria-label', `Edit ${img.alt}`);
+  node.querySelector('.variations').setAttribute('aria-label', `Variations of ${img.alt}`);
+  if (busy) node.querySelectorAll('button').forEach((b) => { b.disabled = true; });
+  return node;
+}
+
+// Newest first, but a batch keeps its own order (image i used seed + i).
+async function addResults(response, params) {
+  const nodes = [];
+  for (const d of response.data) {
+    const blob = d.b64_json ? b64ToBlob(d.b64_json) : await (await fetch(d.url)).blob();
+    nodes.push(await addItem(blob, { ...params, seed: d.seed }));
+  }
+  els.gallery.prepend(...nodes);
+  els.empty.hidden = true;
+}
+
+els.gallery.addEventListener('click', (e) => {
+  const button = e.target.closest('button');
+  if (!button) return;
+  const item = items.get(Number(button.closest('.item').dataset.id));
+  if (button.classList.contains('edit')) openEditor(item);
+  if (button.classList.contains('variations')) variations(item);
+});
+
+// ---- generate -------------------------------------------------------------------------------
+
+function generate() {
+  const prompt = els.prompt.value.trim();
+  if (!prompt) {
+    showError(new ApiError('Write a prompt first (or pick an example below the box).', 0));
+    els.prompt.focus();
+    return;
+  }
+  const body = { model: els.model.value, prompt, n: Number(els.n.value) || 1,
+    size: els.size.value, response_format: 'b64_json', ...extensions() };
+  if (!els.quality.disabled) body.quality = els.quality.value;
+  if (!els.style.disabled) body.style = els.style.value;
+  if (els.guidance.value !== '') body.guidance_scale = Number(els.guidance.value);
+  if (els.negative.value.trim()) body.negative_prompt = els.negative.value.trim();
+  const label = body.n > 1 ? `Generating ${body.n} images` : 'Generating';
+  return run(label, async () => {
+    const res = await api('/v1/images/generations', body);
+    await addResults(res, { kind: 'generation', model: body.model, prompt,
+      steps: body.steps, quality: body.quality, style: body.style });
+  });
+}
+
+els.form.addEventListener('submit', (e) => { e.preventDefault(); generate(); });
+
+// Ctrl+Enter / Cmd+Enter submits from a textarea (plain Enter adds a line break there).
+function submitOnCtrlEnter(textarea, form) {
+  textarea.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      form.requestSubmit();
+    }
+  });
+}
+submitOnCtrlEnter(els.prompt, els.form);
+submitOnCtrlEnter(els.editPrompt, els.editForm);
+
+document.querySelectorAll('.chip').forEach((chip) => chip.addEventListener('click', () => {
+  els.prompt.value = chip.textContent;
+  els.prompt.focus();
+}));
+
+// ---- variations -----------------------------------------------------------------------------
+
+// The size of a result: the image's own size when the model allows it, else the form's size.
+function sizeFor(item) {
+  const own = `${item.width}x${item.height}`;
+  return familyOf(els.model.value).sizes.includes(own) ? own : els.size.value;
+}
+
+function variations(item) {
+  const form = new FormData();
+  const model = els.model.value;
+  const size = sizeFor(item);
+  const n = Math.min(Number(els.n.value) || 1, familyOf(model).maxN);
+  form.append('image', item.blob, 'image.png');
+  form.append('model', model);
+  form.append('n', String(n));
+  form.append('size', size);
+  form.append('response_format', 'b64_json');
+  return run('Making variations', async () => {
+    const res = await api('/v1/images/variations', form);
+    await addResults(res, { kind: 'variation', model, prompt: item.params.prompt });
+  });
+}
+
+// ---- upload ---------------------------------------------------------------------------------
+
+// Uploaded files join the gallery (so Edit and Variations work the same) and open the editor.
+// Edits need PNG, so other formats are redrawn to a PNG first.
+els.upload.addEventListener('change', async () => {
+  const file = els.upload.files[0];
+  if (!file) return;
+  clearError();
+  try {
+    let blob = file;
+    if (file.type !== 'image/png') {
+      const bitmap = await createImageBitmap(file);
+      const c = document.createElement('canvas');
+      c.width = bitmap.width;
+      c.height = bitmap.height;
+      c.getContext('2d').drawImage(bitmap, 0, 0);
+      blob = await new Promise((resolve) => c.toBlob(resolve, 'image/png'));
+    }
+    const node = await addItem(blob, { kind: 'upload', name: file.name });
+    els.gallery.prepend(node);
+    els.empty.hidden = true;
+    openEditor(items.get(Number(node.dataset.id)));
+  } catch (err) {
+    showError(new ApiError(`That file could not be read as an image (${err.message}).`, 0));
+  }
+  els.upload.value = '';
+});
+
+// ---- editor: mask painting and outpainting ----------------------------------------------------
+
+// Two stacked canvases of the image's pixel size: image-canvas holds the picture (with
+// transparent margins after "Extend"), mask-canvas holds brush strokes (opaque = to change),
+// shown tinted on top through CSS opacity.
+const editor = { item: null, painting: false, last: null };
+const imageCtx = els.image.getContext('2d', { willReadFrequently: true });
+const maskCtx = els.mask.getContext('2d', { willReadFrequently: true });
+
+async function openEditor(item) {
+  editor.item = item;
+  const bitmap = await createImageBitmap(item.blob);
+  setCanvasSize(bitmap.width, bitmap.height);
+  imageCtx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  els.editPrompt.value = item.params.prompt || els.prompt.value;
+  fillSelect(els.editSize, familyOf(els.model.value).sizes, sizeFor(item), '');
+  els.editor.hidden = false;
+  els.editor.scrollIntoView({ behavior: 'smooth', block: 'start' });
+  els.editPrompt.focus({ preventScroll: true });
+}
+
+function setCanvasSize(w, h) {
+  for (const c of [els.image, els.mask]) { c.width = w; c.height = h; }
+  // Fit the stage to the space while keeping the aspect ratio (CSS scales both canvases).
+  els.stage.style.aspectRatio = `${w} / ${h}`;
+  els.stage.style.maxWidth = `min(100%, ${Math.round(480 * Math.min(1, w / h))}px)`;
+  els.info.textContent = `Canvas ${w}×${h} px. Result size: pick below.`;
+}
+
+function brushRadius() {
+  // The slider is in screen pixels; the canvas may be drawn larger or smaller than it is.
+  const r = els.mask.getBoundingClientRect();
+  return (Number(els.brush.value) / 2) * (els.mask.width / (r.width || els.mask.width));
+}
+
+function toCanvas(e) {
+  const r = els.mask.getBoundingClientRect();
+  return { x: (e.clientX - r.left) * els.mask.width / r.width,
+    y: (e.clientY - r.top) * els.mask.height / r.height };
+}
+
+function stroke(from, to) {
+  const eraser = document.querySelector('input[name="tool"]:checked').value === 'eraser';
+  maskCtx.globalCompositeOperation = eraser ? 'destination-out' : 'source-over';
+  maskCtx.strokeStyle = maskCtx.fillStyle = '#ff2d8a';
+  maskCtx.lineCap = maskCtx.lineJoin = 'round';
+  maskCtx.lineWidth = brushRadius() * 2;
+  maskCtx.beginPath();
+  maskCtx.moveTo(from.x, from.y);
+  maskCtx.lineTo(to.x + 0.01, to.y);  // a zero-length line draws nothing: nudge it for dots
+  maskCtx.stroke();
+}
+
+els.mask.addEventListener('pointerdown', (e) => {
+  e.preventDefault();
+  els.mask.setPointerCapture(e.pointerId);
+  editor.painting = true;
+  editor.last = toCanvas(e);
+  stroke(editor.last, editor.last);
+});
+els.mask.addEventListener('pointermove', (e) => {
+  if (!editor.painting) return;
+  const p = toCanvas(e);
+  stroke(editor.last, p);
+  editor.last = p;
+});
+for (const type of ['pointerup', 'pointercancel']) {
+  els.mask.addEventListener(type, () => { editor.painting = false; });
+}
+$('clear-mask').addEventListener('click', () => {
+  maskCtx.clearRect(0, 0, els.mask.width, els.mask.height);
+});
+$('reset-canvas').addEventListener('click', () => { if (editor.item) openEditor(editor.item); });
+
+// Outpainting: grow the canvas on one side, keeping the picture and the mask where they were;
+// the new margin stays transparent, which the API treats as the area to draw.
+document.querySelectorAll('[data-extend]').forEach((button) => {
+  button.addEventListener('click', () => {
+    const side = button.dataset.extend;
+    const horizontal = side === 'left' || side === 'right';
+    const w = els.image.width;
+    const h = els.image.height;
+    const grow = Math.max(8, Math.round(((horizontal ? w : h) * EXTEND_FRACTION) / 8) * 8);
+    const old = [els.image, els.mask].map((c) => {
+      const copy = document.createElement('canvas');
+      copy.width = w;
+      copy.height = h;
+      copy.getContext('2d').drawImage(c, 0, 0);
+      return copy;
+    });
+    setCanvasSize(horizontal ? w + grow : w, horizontal ? h : h + grow);
+    const dx = side === 'left' ? grow : 0;
+    const dy = side === 'top' ? grow : 0;
+    imageCtx.drawImage(old[0], dx, dy);
+    maskCtx.drawImage(old[1], dx, dy);
+  });
+});
+
+// The mask the API wants: same size as the image, alpha 0 where the picture may change
+// (painted, or already transparent in the image), alpha 255 where it must stay.
+function buildMask() {
+  const { width: w, height: h } = els.image;
+  const picture = imageCtx.getImageData(0, 0, w, h).data;
+  const painted = maskCtx.getImageData(0, 0, w, h).data;
+  const out = new ImageData(w, h);
+  let paintedAny = false;
+  let transparentAny = false;
+  for (let i = 3; i < out.data.length; i += 4) {
+    const p = painted[i] > 0;
+    const t = picture[i] === 0;
+    paintedAny ||= p;
+    transparentAny ||= t;
+    out.data[i - 3] = out.data[i - 2] = out.data[i - 1] = 0;
+    out.data[i] = p || t ? 0 : 255;
+  }
+  const c = document.createElement('canvas');
+  c.width = w;
+  c.height = h;
+  c.getContext('2d').putImageData(out, 0, 0);
+  return { canvas: c, paintedAny, transparentAny };
+}
+
+const pngOf = (canvas) => new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
+
+async function submitEdit() {
+  const prompt = els.editPrompt.value.trim();
+  if (!prompt) {
+    showError(new ApiError('Describe the change first.', 0));
+    els.editPrompt.focus();
+    return;
+  }
+  const mask = buildMask();
+  if (!mask.paintedAny && !mask.transparentAny) {
+    showError(new ApiError('Paint over the part to change, or extend the canvas, first.', 0));
+    els.mask.focus();
+    return;
+  }
+  const model = els.model.value;
+  const form = new FormData();
+  form.append('image', await pngOf(els.image), 'image.png');
+  // Without paint, the image's own transparent margin is the edit area (outpainting): no mask.
+  if (mask.paintedAny) form.append('mask', await pngOf(mask.canvas), 'mask.png');
+  form.append('prompt', prompt);
+  form.append('model', model);
+  form.append('n', String(Math.min(Number(els.editN.value) || 1, familyOf(model).maxN)));
+  form.append('size', els.editSize.value);
+  form.append('response_format', 'b64_json');
+  const ext = extensions();
+  for (const [k, v] of Object.entries(ext)) form.append(k, String(v));
+  await run('Editing', async () => {
+    const res = await api('/v1/images/edits', form);
+    await addResults(res, { kind: 'edit', model, prompt, steps: ext.steps });
+  });
+}
+
+els.editForm.addEventListener('submit', (e) => { e.preventDefault(); submitEdit(); });
+$('edit-close').addEventListener('click', () => {
+  els.editor.hidden = true;
+  editor.item = null;
+});
+
+// ---- start ----------------------------------------------------------------------------------
+
+els.key.value = sessionStorage.getItem(KEY_STORAGE) || '';
+els.key.addEventListener('input', () => {
+  // sessionStorage only: the key lives as long as this tab and is never written to disk.
+  if (els.key.value) sessionStorage.setItem(KEY_STORAGE, els.key.value);
+  else sessionStorage.removeItem(KEY_STORAGE);
+});
+els.key.addEventListener('change', () => { clearError(); loadModels(); });
+els.model.addEventListener('change', onModelChange);
+loadModels();
