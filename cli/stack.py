@@ -81,6 +81,9 @@ class Stack:
         command = "serve" if name == "gateway" else "worker"
         child_env = dict(env, EASEL_NAME=f"easel-up-{name}-{os.getpid()}") if command == "worker" \
             else env
+        if command == "worker":  # one metrics port per worker: 9100, 9101, ... (0 keeps all off)
+            base = int(env.get("EASEL_METRICS_PORT") or 9100)
+            child_env["EASEL_METRICS_PORT"] = str(base + int(name.rsplit("-", 1)[1]) if base else 0)
         self.procs[name] = subprocess.Popen([sys.executable, "-m", "cli", command], env=child_env)
 
     def _describe(self) -> None:

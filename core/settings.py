@@ -12,7 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class CommonSettings(BaseSettings):
     """What the gateway and the workers must agree on: Redis, the catalog and storage."""
 
-    model_config = SettingsConfigDict(env_prefix="EASEL_", extra="ignore")
+    # An empty variable means "the default": compose's `${VAR:-}` passes empty strings through.
+    model_config = SettingsConfigDict(env_prefix="EASEL_", extra="ignore", env_ignore_empty=True)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     models_file: Path | None = None
@@ -52,6 +53,9 @@ class WorkerSettings(CommonSettings):
     device: str = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     name: str = ""
+    max_batch_images: int = 8  # cross-request batching; 1 turns it off
+    max_batch_wait_ms: int = 10  # how long to gather compatible jobs after taking one
+    metrics_port: int = 9100  # Prometheus /metrics of this worker; 0 disables it
 
     def pipeline_names(self) -> list[str]:
         return [p.strip() for p in self.pipelines.split(",") if p.strip()]

@@ -34,10 +34,18 @@ def _fit(images: list[Image.Image], width: int, height: int) -> list[Image.Image
 
 def generate(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds: list[int],
              steps: int, guidance: float, width: int, height: int) -> list[Image.Image]:
+    return generate_prompts(loaded, [prompt] * len(seeds), negative_prompt, seeds, steps,
+                            guidance, width, height)
+
+
+def generate_prompts(loaded: LoadedPipeline, prompts: list[str], negative_prompt: str | None,
+                     seeds: list[int], steps: int, guidance: float, width: int,
+                     height: int) -> list[Image.Image]:
+    """One pipeline call for several prompts (a cross-request batch), one seed per image."""
     w, h = render_dims(width, height, loaded.spec.native_size)
     n = len(seeds)
     out = loaded.text2img(
-        prompt=[prompt] * n, negative_prompt=[negative_prompt] * n if negative_prompt else None,
+        prompt=prompts, negative_prompt=[negative_prompt] * n if negative_prompt else None,
         num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,
         generator=_generators(seeds, "cpu"), output_type="pil")
     return _fit(list(out.images), width, height)

@@ -14,12 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.catalog import load_catalog
 from core.errors import OpenAIError, bad_request
 from core.settings import GatewaySettings
-from core.storage import make_storage
+from core.storage import S3Storage, make_storage
 from service.auth import KeyChecker, parse_key_hashes
 from service.metrics import GatewayMetrics
 from service.pages import pages
@@ -57,6 +58,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if isinstance(storage, S3Storage):
+            try:  # create the bucket on first start; a store that is down is not fatal here
+                await run_in_threadpool(storage.ensure_bucket)
+            except Exception as exc:
+                log.warning("could not check or create bucket %s: %s", storage.bucket, exc)
         await waiter.start()
         yield
         await waiter.stop()

@@ -14,6 +14,7 @@ from core.logs import setup_logging
 from core.settings import WorkerSettings
 from core.storage import make_storage
 from workers import runtime
+from workers.metrics import WorkerMetrics, start_metrics_server
 from workers.worker import EaselWorker
 
 log = logging.getLogger("easel.worker")
@@ -43,11 +44,18 @@ def run(settings: WorkerSettings) -> None:
     pipelines = {n: load_pipeline(catalog.pipelines[n], settings.device, settings.dtype)
                  for n in names}
     storage = make_storage(settings)
-    runtime.install(runtime.Runtime(settings, pipelines, storage))
+    metrics = WorkerMetrics()
+    metrics.pipelines_loaded({n: p.load_seconds for n, p in pipelines.items()})
+    runtime.install(runtime.Runtime(settings, pipelines, storage, metrics))
     redis = Redis.from_url(settings.redis_url)
     queues = [catalog.pipelines[n].queue for n in names]
     name = settings.name or f"easel-{socket.gethostname()}-{os.getpid()}"
     worker = EaselWorker(queues, name=name, connection=redis, serializer=JSONSerializer)
     worker.outcome_ttl = settings.outcome_ttl_seconds
+    worker.max_batch_images = settings.max_batch_images
+    worker.max_batch_wait = settings.max_batch_wait_ms / 1000
+    worker.push_exc_handler(metrics.job_failed)
+    # Started once the pipelines are loaded: the container healthcheck polls it for readiness.
+    start_metrics_server(settings.metrics_port, metrics.registry)
     log.info("worker %s serving %s with %d torch thread(s)", name, queues, settings.threads)
     worker.work(logging_level="WARNING")

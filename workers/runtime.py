@@ -18,6 +18,7 @@ class Runtime:
     settings: WorkerSettings
     pipelines: dict[str, Any]  # name -> models.loading.LoadedPipeline
     storage: LocalStorage | S3Storage
+    metrics: Any = None  # workers.metrics.WorkerMetrics; None where no worker process runs
 
 
 _current: Runtime | None = None

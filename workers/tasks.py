@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import io
+import logging
 import time
 from typing import Any
 
 from PIL import Image
-
 from rq import get_current_job
 
 from core.jobs import Outcome, RenderJob, RenderResult, image_key
 from core.storage import CONTENT_TYPES
 from models import rendering
-from workers import runtime
+from workers import batching, runtime
 from workers.encoding import encode
 from workers.outcomes import publish
+
+log = logging.getLogger("easel.worker")
 
 
 def _load(rt: runtime.Runtime, key: str) -> Image.Image:
@@ -25,6 +27,9 @@ def _load(rt: runtime.Runtime, key: str) -> Image.Image:
 
 
 def _run(loaded: Any, job: RenderJob, rt: runtime.Runtime) -> list[Image.Image]:
+    batched = batching.take(job.job_id)
+    if batched is not None:
+        return batched
     if job.kind == "generate":
         return rendering.generate(loaded, job.prompt, job.negative_prompt, job.seeds, job.steps,
                                   job.guidance, job.width, job.height)
@@ -43,8 +48,11 @@ def render(payload: dict[str, Any]) -> dict[str, Any]:
     loaded = rt.pipelines.get(job.pipeline)
     if loaded is None:
         raise RuntimeError(f"this worker does not serve pipeline {job.pipeline!r}")
+    if rt.metrics is not None:
+        rt.metrics.job_started(job.pipeline, get_current_job())
     t0 = time.perf_counter()
     images = _run(loaded, job, rt)
+    render_seconds = time.perf_counter() - t0
     keys = []
     for i, image in enumerate(images):
         key = image_key(job.job_id, i, job.output_format)
@@ -52,6 +60,12 @@ def render(payload: dict[str, Any]) -> dict[str, Any]:
                        CONTENT_TYPES[job.output_format])
         keys.append(key)
     result = RenderResult(keys=keys, seeds=job.seeds, seconds=time.perf_counter() - t0)
+    if rt.metrics is not None:
+        rt.metrics.job_finished(job.pipeline, job.job_id, len(keys), job.steps, render_seconds)
+    log.info("job %s done (request %s): %d image(s) in %.2fs", job.job_id, job.request_id,
+             len(keys), result.seconds, extra={"job_id": job.job_id, "request_id": job.request_id,
+                                               "model": job.model, "status": "finished",
+                                               "seconds": round(result.seconds, 3)})
     rq_job = get_current_job()
     if rq_job is not None:
         publish(rq_job.connection, Outcome(job_id=job.job_id, status="finished", result=result),

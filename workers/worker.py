@@ -6,16 +6,48 @@ time; `SimpleWorker` runs jobs in this process, where the pipelines stay residen
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from rq import SimpleWorker
+from rq.worker import WorkerStatus
 
 from core.jobs import Outcome
+from workers import batching, runtime
 from workers.outcomes import publish
+
+log = logging.getLogger("easel.worker")
 
 
 class EaselWorker(SimpleWorker):
     outcome_ttl = 3600
+    max_batch_images = 8
+    max_batch_wait = 0.01  # seconds to wait for more compatible jobs after taking one
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        """Run `job`, plus any compatible queued jobs, as one pipeline call.
+
+        Every drained job is prepared (started registry, worker name) before the batch runs,
+        so a crash mid-batch leaves each of them visible to the reaper, exactly as a lone job.
+        """
+        extra: list[Any] = []
+        if self.max_batch_images > 1:
+            extra = batching.drain(job, queue, self.max_batch_images, self.max_batch_wait,
+                                   self.serializer)
+        batch = [job, *extra]
+        executions = [self.prepare_execution(j) for j in batch]
+        if extra:
+            try:
+                head = batching.payload_of(job)
+                loaded = runtime.current().pipelines[head.pipeline] if head else None
+                if loaded is not None:
+                    batching.render_batch(loaded, batch)
+            except Exception:  # the batch failed: each job now runs alone and fails alone
+                log.exception("batched call failed; running %d job(s) one by one", len(batch))
+                batching.discard(batch)
+        for j, execution in zip(batch, executions, strict=True):
+            self.perform_job(j, queue, execution)
+        self.set_state(WorkerStatus.IDLE)
 
     def handle_job_failure(self, job: Any, queue: Any, started_job_registry: Any = None,
                            exc_string: str = "", execution: Any = None) -> None:

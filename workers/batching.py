@@ -1,0 +1,88 @@
+"""Cross-request batching: drain queued jobs that can share one pipeline call.
+
+Jobs are compatible when everything but the prompt and the seeds matches (pipeline, size, steps,
+guidance, negative prompt).  Each image keeps its own generator, so its pixels are the same
+whether it was batched or not.  The batched images are parked here per job id; each job then
+runs through RQ's normal `perform_job` (started registry, result, failure) and `workers.tasks`
+picks its images up instead of rendering them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from core.jobs import RenderJob
+from models import rendering
+
+log = logging.getLogger("easel.worker")
+_parked: dict[str, list[Any]] = {}
+
+
+def take(job_id: str) -> list[Any] | None:
+    """The images rendered for this job in a batch, if any (each is taken once)."""
+    return _parked.pop(job_id, None)
+
+
+def batch_key(job: RenderJob) -> tuple[Any, ...] | None:
+    if job.kind != "generate":
+        return None  # edits and variations carry their own inputs; n > 1 is already one call
+    return (job.pipeline, job.width, job.height, job.steps, job.guidance, job.negative_prompt)
+
+
+def payload_of(job: Job) -> RenderJob | None:
+    try:
+        return RenderJob.model_validate(job.args[0])
+    except Exception:
+        return None
+
+
+def drain(first: Job, queue: Any, max_images: int, max_wait: float, serializer: Any) -> list[Job]:
+    """Remove up to `max_images` worth of compatible jobs from `queue` (LREM: at most one
+    worker wins each job), waiting at most `max_wait` seconds for more to arrive."""
+    head = payload_of(first)
+    key = batch_key(head) if head else None
+    if head is None or key is None:
+        return []
+    total, taken = head.n, []
+    deadline = time.monotonic() + max_wait
+    while total < max_images:
+        for job_id in queue.get_job_ids(0, 64):
+            try:
+                job = Job.fetch(job_id, connection=queue.connection, serializer=serializer)
+            except NoSuchJobError:
+                continue
+            payload = payload_of(job)
+            if payload is None or batch_key(payload) != key or total + payload.n > max_images:
+                continue
+            if queue.remove(job_id) == 1:
+                taken.append(job)
+                total += payload.n
+        if total >= max_images or time.monotonic() >= deadline:
+            break
+        time.sleep(0.002)  # bounded by max_wait (milliseconds): a short gather window
+    return taken
+
+
+def render_batch(loaded: Any, jobs: list[Job]) -> None:
+    """One pipeline call for all `jobs`; park each job's images under its id."""
+    payloads = [p for p in (payload_of(j) for j in jobs) if p is not None]
+    prompts = [p.prompt for p in payloads for _ in range(p.n)]
+    seeds = [s for p in payloads for s in p.seeds]
+    first = payloads[0]
+    images = rendering.generate_prompts(loaded, prompts, first.negative_prompt, seeds, first.steps,
+                                        first.guidance, first.width, first.height)
+    at = 0
+    for p in payloads:
+        _parked[p.job_id] = images[at:at + p.n]
+        at += p.n
+    log.info("batched %d job(s), %d image(s) in one call", len(payloads), len(prompts))
+
+
+def discard(jobs: list[Job]) -> None:
+    for job in jobs:
+        _parked.pop(job.id, None)
