@@ -43,7 +43,13 @@ class GatewaySettings(CommonSettings):
     max_upload_bytes: int = 64_000_000  # a whole multipart body (edits, variations)
     max_file_bytes: int = 25_000_000  # one uploaded image
     max_image_pixels: int = 4096 * 4096  # checked from the header, before decoding
-    job_retries: int = 2
+    job_retries: int = 2  # re-runs after a failure or a dead worker; then the job fails
+    max_queue_depth: int = 200  # per pipeline; beyond it new jobs get 429 + Retry-After
+    key_requests_per_minute: int = 120  # per API key (auth on); 0 = unlimited
+    key_max_concurrent: int = 8  # jobs in flight per API key (auth on); 0 = unlimited
+    # A client that hangs up while waiting: "finish" lets its job complete (images stored, RQ
+    # keeps the result); "cancel" takes the job off the queue if no worker has started it.
+    on_disconnect: Literal["finish", "cancel"] = "finish"
 
 
 class WorkerSettings(CommonSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -9,9 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from PIL import Image
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from PIL import Image
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.catalog import load_catalog
 from core.errors import OpenAIError, bad_request
+from core.reaping import reap
+from core.redis_checks import check_redis_policy
 from core.settings import GatewaySettings
 from core.storage import S3Storage, make_storage
 from service.auth import KeyChecker, parse_key_hashes
@@ -26,7 +29,8 @@ from service.metrics import GatewayMetrics
 from service.pages import pages
 from service.queue import JobQueue
 from service.routes import router
-from service.serving import ImageService
+from service.limits import KeyQuota
+from service.serving import ClientGone, ImageService
 from service.waiter import CompletionWaiter
 
 log = logging.getLogger("easel.gateway")
@@ -34,6 +38,16 @@ log = logging.getLogger("easel.gateway")
 
 def _envelope(exc: OpenAIError) -> JSONResponse:
     return JSONResponse(exc.envelope(), exc.status, headers=exc.headers)
+
+
+async def _reap_forever(redis: Redis, queues: list[str], every: float = 5.0) -> None:
+    """Requeue (or fail) jobs whose worker died, even while no worker is alive to do it."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await run_in_threadpool(reap, redis, queues)
+        except Exception as exc:  # Redis away: the next pass tries again
+            log.debug("reaper pass failed: %s", exc)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -63,8 +77,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 await run_in_threadpool(storage.ensure_bucket)
             except Exception as exc:
                 log.warning("could not check or create bucket %s: %s", storage.bucket, exc)
+        await run_in_threadpool(check_redis_policy, sync_redis)
         await waiter.start()
+        reaper = asyncio.create_task(_reap_forever(sync_redis, [p.queue for p in
+                                                               catalog.pipelines.values()]))
         yield
+        reaper.cancel()
         await waiter.stop()
         await async_redis.aclose()
         sync_redis.close()
@@ -77,13 +95,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.queue = queue
     app.state.metrics = metrics
     app.state.storage = storage
-    app.state.images = ImageService(settings, catalog, queue, waiter, storage, metrics)
+    quota = (KeyQuota(async_redis, settings.key_requests_per_minute, settings.key_max_concurrent)
+             if keys is not None else None)
+    app.state.images = ImageService(settings, catalog, queue, waiter, storage, metrics, quota)
     app.include_router(router)
     app.include_router(pages)
 
     @app.exception_handler(OpenAIError)
     async def openai_error(request: Request, exc: OpenAIError) -> JSONResponse:
         return _envelope(exc)
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        return Response(status_code=499)  # nobody is listening; nginx's "client closed request"
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -126,8 +150,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             metrics.errors.labels("http_" + str(response.status_code)).inc()
         response.headers["X-Request-Id"] = request_id
         quiet = endpoint in ("/healthz", "/readyz", "/metrics") and response.status_code < 500
-        log.log(logging.DEBUG if quiet else logging.INFO, "%s %s %d %.3fs", request.method, request.url.path, response.status_code,
-                 seconds, extra={"request_id": request_id, "status": response.status_code,
+        log.log(logging.DEBUG if quiet else logging.INFO, "%s %s %d %.3fs", request.method,
+                request.url.path, response.status_code, seconds, extra={"request_id": request_id, "status": response.status_code,
                                  "seconds": round(seconds, 4)})
         return response
 

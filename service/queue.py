@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rq import Queue, Retry, Worker
+from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
+from core import liveness
 from core.jobs import RENDER_TASK, RenderJob
 
 
@@ -34,9 +35,17 @@ class JobQueue:
         return int(self.queue(queue_name).count)
 
     def live_workers(self, queue_name: str) -> int:
-        """Workers registered on the queue whose heartbeat has not expired (RQ's own registry)."""
-        return len(Worker.all(connection=self.redis, queue=self.queue(queue_name),
-                              serializer=JSONSerializer))
+        """Workers serving the queue that heartbeat within seconds (see core.liveness)."""
+        return liveness.live_count(self.redis, queue_name)
+
+    def cancel_if_queued(self, queue_name: str, job_id: str) -> bool:
+        """Take a job off the queue if no worker has started it (LREM wins or loses atomically)."""
+        if self.queue(queue_name).remove(job_id) != 1:
+            return False
+        from rq.job import Job
+
+        Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer).cancel()
+        return True
 
     def position(self, queue_name: str, job_id: str) -> int | None:
         pos = self.queue(queue_name).get_job_position(job_id)

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from core.errors import OpenAIError, model_not_found
 from core.storage import LocalStorage, StorageError
 from service.bodies import read_json
+from service.serving import RequestContext
 from service.uploads import read_upload
 
 router = APIRouter()
@@ -23,19 +24,28 @@ def _state(request: Request):  # type: ignore[no-untyped-def]
     return request.app.state
 
 
+def _context(request: Request) -> RequestContext:
+    async def disconnected() -> None:
+        # The body is already read, so the next ASGI message is the client hanging up.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    return RequestContext(request.state.request_id, getattr(request.state, "key_name", None),
+                          disconnected)
+
+
 @router.post("/v1/images/generations")
 async def generations(request: Request) -> JSONResponse:
     st = _state(request)
     body = await read_json(request, st.settings.max_body_bytes)
-    return JSONResponse(await st.images.generate(body, str(request.base_url),
-                                                 request.state.request_id))
+    return JSONResponse(await st.images.generate(body, str(request.base_url), _context(request)))
 
 
 async def _transform(request: Request, kind: str) -> JSONResponse:
     st = _state(request)
     upload = await read_upload(request, st.settings.max_upload_bytes, st.settings.max_file_bytes)
     return JSONResponse(await st.images.transform(kind, upload, str(request.base_url),
-                                                  request.state.request_id))
+                                                  _context(request)))
 
 
 @router.post("/v1/images/edits")

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from core.catalog import Catalog
-from core.errors import OpenAIError, server_error, unavailable
-from core.errors import bad_request
+from core.errors import OpenAIError, bad_request, server_error, unavailable
 from core.jobs import Outcome, RenderJob, input_key, new_job_id
 from core.settings import GatewaySettings
 from core.storage import LocalStorage, S3Storage, StorageError
+from service.limits import KeyQuota, ServiceRate, rate_limited
 from service.metrics import GatewayMetrics
 from service.queue import JobQueue
 from service.uploads import Uploaded, decode, has_alpha, has_transparent_pixels, to_png
@@ -23,10 +26,21 @@ from service.validation import GenerationParams, coerce_form, parse_generation, 
 from service.waiter import CompletionWaiter
 
 
+class ClientGone(Exception):
+    """The client disconnected while waiting; nothing is sent back."""
+
+
+@dataclass
+class RequestContext:
+    request_id: str | None = None
+    key_name: str | None = None
+    disconnected: Callable[[], Awaitable[None]] | None = None
+
+
 class ImageService:
     def __init__(self, settings: GatewaySettings, catalog: Catalog, queue: JobQueue,
                  waiter: CompletionWaiter, storage: LocalStorage | S3Storage,
-                 metrics: GatewayMetrics) -> None:
+                 metrics: GatewayMetrics, quota: KeyQuota | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
         self.queue = queue
@@ -34,6 +48,8 @@ class ImageService:
         self.storage = storage
         self.metrics = metrics
         self._workers_seen: dict[str, float] = {}
+        self.rate = ServiceRate()
+        self.quota = quota
 
     async def _require_worker(self, queue_name: str, model: str) -> None:
         """Fail fast instead of queueing work no process will ever take (cached for 2 s)."""
@@ -44,17 +60,49 @@ class ImageService:
                               retry_after=10)
         self._workers_seen[queue_name] = time.monotonic()
 
-    async def run_job(self, queue_name: str, job: RenderJob) -> Outcome:
+    async def run_job(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Outcome:
         try:
             await self._require_worker(queue_name, job.model)
+            depth = await run_in_threadpool(self.queue.depth, queue_name)
+            if depth >= self.settings.max_queue_depth:
+                raise rate_limited(f"The queue for model '{job.model}' is full ({depth} jobs); "
+                                   "try again later.", self.rate.retry_after(job.pipeline, depth),
+                                   "queue_full")
+            if self.quota is not None and ctx.key_name:
+                await self.quota.acquire(ctx.key_name)
+        except RedisError as exc:
+            raise unavailable("The job queue is unavailable; try again shortly.") from exc
+        try:
+            return await self._enqueue_and_wait(queue_name, job, ctx)
+        finally:
+            if self.quota is not None and ctx.key_name:
+                with contextlib.suppress(RedisError):
+                    await self.quota.release(ctx.key_name)
+
+    async def _enqueue_and_wait(self, queue_name: str, job: RenderJob,
+                                ctx: RequestContext) -> Outcome:
+        try:
             await run_in_threadpool(self.queue.enqueue, queue_name, job)
         except RedisError as exc:
             raise unavailable("The job queue is unavailable; try again shortly.") from exc
         self.metrics.waiting.inc()
+        waiting = asyncio.ensure_future(
+            self.waiter.wait(job.job_id, self.settings.request_timeout_seconds))
+        gone = asyncio.ensure_future(ctx.disconnected()) if ctx.disconnected else None
         try:
-            outcome = await self.waiter.wait(job.job_id, self.settings.request_timeout_seconds)
+            await asyncio.wait([f for f in (waiting, gone) if f is not None],
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                if self.settings.on_disconnect == "cancel":
+                    await run_in_threadpool(self.queue.cancel_if_queued, queue_name, job.job_id)
+                raise ClientGone()
+            outcome = waiting.result()
         finally:
+            for f in (waiting, gone):
+                if f is not None and not f.done():
+                    f.cancel()
             self.metrics.waiting.dec()
+        self.rate.record(job.pipeline)
         if outcome is None:
             raise server_error("The image was not ready in time; try again later.",
                                "timeout", 504)
@@ -75,15 +123,14 @@ class ImageService:
             output_compression=params.output_compression, strength=params.strength,
             request_id=request_id, **inputs)
 
-    async def generate(self, body: Any, base_url: str,
-                       request_id: str | None = None) -> dict[str, Any]:
+    async def generate(self, body: Any, base_url: str, ctx: RequestContext) -> dict[str, Any]:
         params = parse_generation(body, self.catalog)
-        job = self._job(params, new_job_id(), request_id)
-        outcome = await self.run_job(params.pipeline.queue, job)
+        job = self._job(params, new_job_id(), ctx.request_id)
+        outcome = await self.run_job(params.pipeline.queue, job, ctx)
         return await self.respond(params, outcome, base_url)
 
     async def transform(self, kind: str, upload: Uploaded, base_url: str,
-                        request_id: str | None = None) -> dict[str, Any]:
+                        ctx: RequestContext) -> dict[str, Any]:
         """Edits (inpainting, outpainting) and variations: inputs go to storage, not Redis."""
         body = coerce_form(upload.fields)
         limit = self.settings.max_image_pixels
@@ -117,8 +164,8 @@ class ImageService:
         except StorageError as exc:
             raise server_error("Storage is unavailable; try again shortly.",
                                "storage_unavailable", 503) from exc
-        job = self._job(params, job_id, request_id, image_keys=keys, mask_key=mask_key)
-        outcome = await self.run_job(params.pipeline.queue, job)
+        job = self._job(params, job_id, ctx.request_id, image_keys=keys, mask_key=mask_key)
+        outcome = await self.run_job(params.pipeline.queue, job, ctx)
         return await self.respond(params, outcome, base_url)
 
     async def respond(self, params: GenerationParams, outcome: Outcome,

@@ -101,7 +101,9 @@ class SeaweedS3:
              f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['vgrpc']}",
              f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['fgrpc']}",
              f"-s3.port={self.port}", f"-s3.port.grpc={ports['s3grpc']}",
-             f"-s3.config={config}", "-master.volumeSizeLimitMB=64", "-volume.max=8"],
+             f"-s3.config={config}", "-master.volumeSizeLimitMB=64", "-volume.max=8",
+             # Off: they default to fixed ports (8181, 9101) that parallel servers would share.
+             "-s3.port.iceberg=0", "-s3.port.lance=0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, timeout=60, proc=self.proc)
         return self

@@ -11,9 +11,11 @@ from rq.serializers import JSONSerializer
 
 from core.catalog import load_catalog
 from core.logs import setup_logging
+from core.redis_checks import check_redis_policy
 from core.settings import WorkerSettings
 from core.storage import make_storage
 from workers import runtime
+from workers.heartbeat import Heartbeat
 from workers.metrics import WorkerMetrics, start_metrics_server
 from workers.worker import EaselWorker
 
@@ -48,14 +50,20 @@ def run(settings: WorkerSettings) -> None:
     metrics.pipelines_loaded({n: p.load_seconds for n, p in pipelines.items()})
     runtime.install(runtime.Runtime(settings, pipelines, storage, metrics))
     redis = Redis.from_url(settings.redis_url)
+    check_redis_policy(redis)
     queues = [catalog.pipelines[n].queue for n in names]
     name = settings.name or f"easel-{socket.gethostname()}-{os.getpid()}"
     worker = EaselWorker(queues, name=name, connection=redis, serializer=JSONSerializer)
     worker.outcome_ttl = settings.outcome_ttl_seconds
+    worker.liveness = Heartbeat(redis, name, queues)
+    worker.liveness.start()
     worker.max_batch_images = settings.max_batch_images
     worker.max_batch_wait = settings.max_batch_wait_ms / 1000
     worker.push_exc_handler(metrics.job_failed)
     # Started once the pipelines are loaded: the container healthcheck polls it for readiness.
     start_metrics_server(settings.metrics_port, metrics.registry)
     log.info("worker %s serving %s with %d torch thread(s)", name, queues, settings.threads)
-    worker.work(logging_level="WARNING")
+    try:
+        worker.work(logging_level="WARNING")
+    finally:
+        worker.liveness.stop()

@@ -135,20 +135,20 @@ class WorkerMetrics:
             self.gpu_memory.set(torch.cuda.memory_reserved())
 
 
-def start_metrics_server(port: int, registry: CollectorRegistry,
-                         addr: str = "0.0.0.0") -> bool:
-    """Serve `/metrics` on all interfaces (Prometheus scrapes workers from another host).
+def start_metrics_server(port: int, registry: CollectorRegistry, addr: str = "0.0.0.0") -> Any:
+    """Serve `/metrics` on all interfaces (Prometheus may scrape from another host).
 
-    A taken port logs an error instead of killing the worker: rendering matters more than its
-    metrics, and the container healthcheck, which polls this port, reports the problem.
+    Returns the HTTP server, or None when disabled (port 0) or the port is taken: rendering
+    matters more than its metrics, so that logs an error instead of killing the worker, and the
+    container healthcheck, which polls this port, reports the problem.
     """
     if port <= 0:
-        return False
+        return None
     try:
-        start_http_server(port, addr=addr, registry=registry)
+        server, _thread = start_http_server(port, addr=addr, registry=registry)
     except OSError as exc:
         log.error("worker metrics: cannot listen on %s:%d (%s); set EASEL_METRICS_PORT", addr,
                   port, exc)
-        return False
+        return None
     log.info("worker metrics on http://%s:%d/metrics", addr, port)
-    return True
+    return server

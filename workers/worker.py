@@ -10,10 +10,12 @@ import logging
 from typing import Any
 
 from rq import SimpleWorker
+from rq.registry import StartedJobRegistry
 from rq.worker import WorkerStatus
 
 from core.jobs import Outcome
 from workers import batching, runtime
+from workers.heartbeat import Heartbeat
 from workers.outcomes import publish
 
 log = logging.getLogger("easel.worker")
@@ -23,6 +25,7 @@ class EaselWorker(SimpleWorker):
     outcome_ttl = 3600
     max_batch_images = 8
     max_batch_wait = 0.01  # seconds to wait for more compatible jobs after taking one
+    liveness: Heartbeat | None = None  # not `heartbeat`: RQ has a method of that name
 
     def execute_job(self, job: Any, queue: Any) -> None:
         """Run `job`, plus any compatible queued jobs, as one pipeline call.
@@ -36,6 +39,9 @@ class EaselWorker(SimpleWorker):
                                    self.serializer)
         batch = [job, *extra]
         executions = [self.prepare_execution(j) for j in batch]
+        if self.liveness is not None:
+            self.liveness.hold([(StartedJobRegistry(j.origin, self.connection).key,
+                                  e.composite_key) for j, e in zip(batch, executions, strict=True)])
         if extra:
             try:
                 head = batching.payload_of(job)
@@ -45,8 +51,12 @@ class EaselWorker(SimpleWorker):
             except Exception:  # the batch failed: each job now runs alone and fails alone
                 log.exception("batched call failed; running %d job(s) one by one", len(batch))
                 batching.discard(batch)
-        for j, execution in zip(batch, executions, strict=True):
-            self.perform_job(j, queue, execution)
+        try:
+            for j, execution in zip(batch, executions, strict=True):
+                self.perform_job(j, queue, execution)
+        finally:
+            if self.liveness is not None:
+                self.liveness.release()
         self.set_state(WorkerStatus.IDLE)
 
     def handle_job_failure(self, job: Any, queue: Any, started_job_registry: Any = None,

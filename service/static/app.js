@@ -26,9 +26,10 @@ const els = {
   key: $('api-key'), form: $('generate-form'), prompt: $('prompt'), model: $('model'),
   size: $('size'), quality: $('quality'), style: $('style'), n: $('n'), seed: $('seed'),
   steps: $('steps'), guidance: $('guidance'), negative: $('negative'), upload: $('upload'),
-  status: $('status'), statusText: $('status-text'), error: $('error'), gallery: $('gallery'),
-  empty: $('empty'), editor: $('editor'), stage: $('stage'), image: $('image-canvas'),
-  mask: $('mask-canvas'), info: $('canvas-info'), brush: $('brush-size'),
+  status: $('status'), statusText: $('status-text'), statusTime: $('status-time'),
+  error: $('error'), gallery: $('gallery'), empty: $('empty'), editor: $('editor'),
+  stage: $('stage'), image: $('image-canvas'), mask: $('mask-canvas'), info: $('canvas-info'),
+  brush: $('brush-size'),
   editForm: $('edit-form'), editPrompt: $('edit-prompt'), editSize: $('edit-size'),
   editN: $('edit-n'),
 };
@@ -39,8 +40,9 @@ function familyOf(model) {
   return FAMILIES.easel;
 }
 
-function fillSelect(select, values, preferred, emptyLabel) {
-  const previous = select.value;
+// Keeps the current choice when the new list has it, unless `keep` is false.
+function fillSelect(select, values, preferred, emptyLabel, keep = true) {
+  const previous = keep ? select.value : undefined;
   select.replaceChildren(...values.map((v) => new Option(v, v)));
   if (!values.length) select.append(new Option(emptyLabel, ''));
   select.disabled = !values.length;  // e.g. dall-e-2 has no style: don't send one
@@ -87,6 +89,7 @@ function showError(err) {
   if (err.status === 401) text += ' Check the API key field at the top of the page.';
   els.error.textContent = text;
   els.error.hidden = false;
+  els.error.scrollIntoView({ block: 'nearest' });
 }
 
 function clearError() { els.error.hidden = true; els.error.textContent = ''; }
@@ -99,14 +102,16 @@ async function run(label, task) {
   busy = true;
   clearError();
   const started = performance.now();
+  // The label is announced once; the ticking seconds are hidden from screen readers.
+  els.statusText.textContent = `${label}…`;
   const tick = () => {
-    const s = Math.floor((performance.now() - started) / 1000);
-    els.statusText.textContent = `${label}… ${s} s`;
+    els.statusTime.textContent = `${Math.floor((performance.now() - started) / 1000)} s`;
   };
   tick();
   const timer = setInterval(tick, 250);
   els.status.hidden = false;
-  document.body.classList.add('busy');
+  els.status.scrollIntoView({ block: 'nearest' });  // on a phone the form hides it otherwise
+  els.gallery.setAttribute('aria-busy', 'true');
   document.querySelectorAll('button.primary, .item-actions button').forEach((b) => {
     b.disabled = true;
   });
@@ -117,7 +122,7 @@ async function run(label, task) {
   } finally {
     clearInterval(timer);
     els.status.hidden = true;
-    document.body.classList.remove('busy');
+    els.gallery.setAttribute('aria-busy', 'false');
     document.querySelectorAll('button.primary, .item-actions button').forEach((b) => {
       b.disabled = false;
     });
@@ -145,6 +150,9 @@ function onModelChange() {
   els.n.max = String(fam.maxN);
   if (Number(els.n.value) > fam.maxN) els.n.value = String(fam.maxN);
   els.editN.max = String(fam.maxN);
+  if (!els.editor.hidden) {
+    fillSelect(els.editSize, fam.sizes, suggestSize(els.image.width, els.image.height), '');
+  }
 }
 
 // Optional Easel extensions from the Advanced section; empty fields are not sent at all.
@@ -184,11 +192,13 @@ async function addItem(blob, params) {
   const dl = node.querySelector('.params');
   for (const [k, v] of Object.entries(shown)) {
     if (v === undefined || v === null || v === '') continue;
+    const pair = document.createElement('div');  // <div> groups a dt/dd pair for layout
     const dt = document.createElement('dt');
     const dd = document.createElement('dd');
     dt.textContent = k;
     dd.textContent = String(v);
-    dl.append(dt, dd);
+    pair.append(dt, dd);
+    dl.append(pair);
   }
   const a = node.querySelector('.download');
   a.href = item.url;
@@ -222,6 +232,7 @@ els.gallery.addEventListener('click', (e) => {
 // ---- generate -------------------------------------------------------------------------------
 
 function generate() {
+  if (busy) return;  // Ctrl+Enter still works while the buttons are disabled
   const prompt = els.prompt.value.trim();
   if (!prompt) {
     showError(new ApiError('Write a prompt first (or pick an example below the box).', 0));
@@ -279,9 +290,12 @@ function variations(item) {
   form.append('n', String(n));
   form.append('size', size);
   form.append('response_format', 'b64_json');
+  const ext = extensions();
+  for (const [k, v] of Object.entries(ext)) form.append(k, String(v));
   return run('Making variations', async () => {
     const res = await api('/v1/images/variations', form);
-    await addResults(res, { kind: 'variation', model, prompt: item.params.prompt });
+    await addResults(res, { kind: 'variation', model, prompt: item.params.prompt,
+      steps: ext.steps });
   });
 }
 
@@ -329,9 +343,9 @@ async function openEditor(item) {
   imageCtx.drawImage(bitmap, 0, 0);
   bitmap.close();
   els.editPrompt.value = item.params.prompt || els.prompt.value;
-  fillSelect(els.editSize, familyOf(els.model.value).sizes, sizeFor(item), '');
   els.editor.hidden = false;
-  els.editor.scrollIntoView({ behavior: 'smooth', block: 'start' });
+  const still = matchMedia('(prefers-reduced-motion: reduce)').matches;
+  els.editor.scrollIntoView({ behavior: still ? 'auto' : 'smooth', block: 'start' });
   els.editPrompt.focus({ preventScroll: true });
 }
 
@@ -340,7 +354,48 @@ function setCanvasSize(w, h) {
   // Fit the stage to the space while keeping the aspect ratio (CSS scales both canvases).
   els.stage.style.aspectRatio = `${w} / ${h}`;
   els.stage.style.maxWidth = `min(100%, ${Math.round(480 * Math.min(1, w / h))}px)`;
-  els.info.textContent = `Canvas ${w}×${h} px. Result size: pick below.`;
+  els.info.textContent = `Canvas ${w}×${h} px.`;
+  fillSelect(els.editSize, familyOf(els.model.value).sizes, suggestSize(w, h), '', false);
+}
+
+const dims = (size) => size.split('x').map(Number);
+
+// The smallest allowed size that holds the whole canvas (outpainting grows the picture),
+// else the largest one.
+function suggestSize(w, h) {
+  const sizes = familyOf(els.model.value).sizes.filter((s) => s !== 'auto');
+  const fits = sizes.filter((s) => dims(s)[0] >= w && dims(s)[1] >= h);
+  const area = (s) => dims(s)[0] * dims(s)[1];
+  fits.sort((a, b) => area(a) - area(b));
+  return fits[0] || sizes[sizes.length - 1];
+}
+
+// The server scales the image to the result size, so a canvas of another shape (after
+// extending one side) would come back squashed. Pad it instead, centred, with transparent
+// pixels: the model then draws those strips too, and nothing is distorted.
+function padToShape(size) {
+  if (size === 'auto') return;
+  const [sw, sh] = dims(size);
+  const { width: w, height: h } = els.image;
+  if (Math.abs(w / h - sw / sh) < 0.01) return;
+  const nw = Math.max(w, Math.round((h * sw) / sh));
+  const nh = Math.max(h, Math.round((w * sh) / sw));
+  const old = [els.image, els.mask].map(copyOf);
+  setCanvasSize(nw, nh);
+  els.editSize.value = size;  // setCanvasSize suggested one; keep the user's choice
+  const dx = Math.floor((nw - w) / 2);
+  const dy = Math.floor((nh - h) / 2);
+  imageCtx.drawImage(old[0], dx, dy);
+  maskCtx.drawImage(old[1], dx, dy);
+  els.info.textContent += ` Padded from ${w}×${h} to the shape of ${size}.`;
+}
+
+function copyOf(canvas) {
+  const copy = document.createElement('canvas');
+  copy.width = canvas.width;
+  copy.height = canvas.height;
+  copy.getContext('2d').drawImage(canvas, 0, 0);
+  return copy;
 }
 
 function brushRadius() {
@@ -397,13 +452,7 @@ document.querySelectorAll('[data-extend]').forEach((button) => {
     const w = els.image.width;
     const h = els.image.height;
     const grow = Math.max(8, Math.round(((horizontal ? w : h) * EXTEND_FRACTION) / 8) * 8);
-    const old = [els.image, els.mask].map((c) => {
-      const copy = document.createElement('canvas');
-      copy.width = w;
-      copy.height = h;
-      copy.getContext('2d').drawImage(c, 0, 0);
-      return copy;
-    });
+    const old = [els.image, els.mask].map(copyOf);
     setCanvasSize(horizontal ? w + grow : w, horizontal ? h : h + grow);
     const dx = side === 'left' ? grow : 0;
     const dy = side === 'top' ? grow : 0;
@@ -439,16 +488,17 @@ function buildMask() {
 const pngOf = (canvas) => new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
 
 async function submitEdit() {
+  if (busy) return;
   const prompt = els.editPrompt.value.trim();
   if (!prompt) {
     showError(new ApiError('Describe the change first.', 0));
     els.editPrompt.focus();
     return;
   }
+  padToShape(els.editSize.value);
   const mask = buildMask();
   if (!mask.paintedAny && !mask.transparentAny) {
     showError(new ApiError('Paint over the part to change, or extend the canvas, first.', 0));
-    els.mask.focus();
     return;
   }
   const model = els.model.value;

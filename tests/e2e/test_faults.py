@@ -1,0 +1,191 @@
+"""Faults against real processes: kill -9 a worker mid-job, restart Redis, SIGTERM, overload."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from redis import Redis
+
+from core import liveness
+from core.jobs import RenderJob, new_job_id
+from service.queue import JobQueue
+from tests.support import Gateway, RedisServer, base_env, start_worker, stop, wait_ready
+
+SLOW = {"steps": 60, "seed": 1}  # long enough (several seconds) to be interrupted
+
+
+@dataclass
+class Rig:
+    redis: RedisServer
+    env: dict[str, str]
+    gateway: Gateway
+    workers: list[subprocess.Popen]
+
+    def client(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.gateway.base_url}/v1", api_key="x",
+                             max_retries=0, timeout=120)
+
+    def worker(self, name: str) -> subprocess.Popen:
+        proc = start_worker(self.env, name)
+        self.workers.append(proc)
+        return proc
+
+
+@pytest.fixture()
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    redis = RedisServer(tmp_path / "redis", appendonly=True).start()
+    env = base_env(redis.url, tmp_path, EASEL_MAX_BATCH_IMAGES="1")
+    r = Rig(redis, env, Gateway(env).start(), [])
+    try:
+        yield r
+    finally:
+        r.gateway.stop()
+        for w in r.workers:
+            stop(w, signal.SIGKILL)
+        redis.stop()
+
+
+def _busy(redis_url: str, timeout: float = 60) -> None:
+    """Wait until some worker reports a job in hand."""
+    redis = Redis.from_url(redis_url)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any(info.get("busy") for info in liveness.live_workers(redis).values()):
+            return
+        time.sleep(0.1)
+    raise TimeoutError("no worker became busy")
+
+
+def _in_background(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        t0 = time.time()
+        try:
+            box["result"] = fn()
+        except Exception as exc:
+            box["error"] = exc
+        box["seconds"] = time.time() - t0
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, box
+
+
+def test_killed_worker_job_is_rerun_and_the_client_gets_its_images(rig: Rig) -> None:
+    victim = rig.worker("victim")
+    wait_ready(rig.gateway.base_url)
+    thread, box = _in_background(lambda: rig.client().images.generate(
+        prompt="two red circles", model="easel-shapes", size="64x64", n=2,
+        response_format="b64_json", extra_body=SLOW))
+    _busy(rig.redis.url)
+    victim.send_signal(signal.SIGKILL)
+    rig.worker("rescuer")
+    thread.join(120)
+    assert "error" not in box, box.get("error")
+    assert len(box["result"].data) == 2
+    assert box["seconds"] < 90  # bound: 15 s expiry + 5 s reaper + the re-run itself
+
+
+def test_a_job_that_keeps_killing_workers_fails_cleanly(rig: Rig) -> None:
+    env = dict(rig.env, EASEL_JOB_RETRIES="0")
+    gateway = Gateway(env).start()
+    try:
+        victim = rig.worker("victim")
+        wait_ready(gateway.base_url)
+        client = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="x", max_retries=0,
+                               timeout=120)
+        thread, box = _in_background(lambda: client.images.generate(
+            prompt="a red circle", model="easel-shapes", size="64x64", extra_body=SLOW))
+        _busy(rig.redis.url)
+        victim.send_signal(signal.SIGKILL)
+        thread.join(120)
+        error = box.get("error")
+        assert isinstance(error, openai.InternalServerError), box
+        assert "died" in str(error)
+        assert box["seconds"] < 60
+    finally:
+        gateway.stop()
+
+
+def test_redis_restart_503_then_recovery_and_queued_jobs_survive(rig: Rig) -> None:
+    rig.worker("w1")
+    wait_ready(rig.gateway.base_url)
+    # An accepted job waiting in the queue while no worker takes it...
+    for w in rig.workers:
+        stop(w)
+    queued = RenderJob(job_id=new_job_id(), model="easel-shapes", pipeline="shapes",
+                       prompt="a blue square", width=64, height=64, n=1, seeds=[3], steps=4,
+                       guidance=5.0)
+    JobQueue(Redis.from_url(rig.redis.url), 600, 2, 3600).enqueue("easel:shapes", queued)
+    time.sleep(1.5)  # appendfsync everysec
+    rig.redis.stop()
+    r = httpx.post(f"{rig.gateway.base_url}/v1/images/generations",
+                   json={"prompt": "a red circle"}, timeout=30)
+    assert r.status_code == 503 and r.headers.get("retry-after")
+    assert r.json()["error"]["type"] == "server_error"
+    rig.redis.start()  # same port, same AOF directory
+    rig.worker("w2")
+    wait_ready(rig.gateway.base_url, timeout=60)
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    redis = Redis.from_url(rig.redis.url)
+    deadline = time.time() + 60
+    while Job.fetch(queued.job_id, connection=redis,
+                    serializer=JSONSerializer).get_status() != "finished":
+        assert time.time() < deadline, "the queued job did not survive the restart"
+        time.sleep(0.2)
+    ok = rig.client().images.generate(prompt="a red circle", size="256x256",
+                                      response_format="b64_json", extra_body={"steps": 4})
+    assert ok.data[0].b64_json
+
+
+def test_sigterm_finishes_the_current_job_then_exits(rig: Rig) -> None:
+    worker = rig.worker("graceful")
+    wait_ready(rig.gateway.base_url)
+    thread, box = _in_background(lambda: rig.client().images.generate(
+        prompt="a green triangle", model="easel-shapes", size="64x64",
+        response_format="b64_json", extra_body=SLOW))
+    _busy(rig.redis.url)
+    worker.send_signal(signal.SIGTERM)
+    thread.join(120)
+    assert "error" not in box, box.get("error")
+    assert worker.wait(30) == 0
+
+
+def test_full_queue_answers_429_with_retry_after(rig: Rig) -> None:
+    env = dict(rig.env, EASEL_MAX_QUEUE_DEPTH="1")
+    gateway = Gateway(env).start()
+    try:
+        rig.worker("w")
+        wait_ready(gateway.base_url)
+        body = {"prompt": "a red circle", "model": "easel-shapes", "size": "64x64", **SLOW}
+        url = f"{gateway.base_url}/v1/images/generations"
+        first, _ = _in_background(lambda: httpx.post(url, json=body, timeout=120))
+        _busy(rig.redis.url)
+        second, box = _in_background(lambda: httpx.post(url, json=body, timeout=120))
+        queue = JobQueue(Redis.from_url(rig.redis.url), 600, 2, 3600)
+        deadline = time.time() + 30
+        while queue.depth("easel:shapes") < 1:  # the second job waits behind the first
+            assert time.time() < deadline
+            time.sleep(0.05)
+        r = httpx.post(url, json=body, timeout=120)
+        assert r.status_code == 429
+        assert int(r.headers["retry-after"]) >= 1
+        assert r.json()["error"]["code"] == "queue_full"
+        first.join(120)
+        second.join(120)
+        assert box["result"].status_code == 200
+    finally:
+        gateway.stop()
