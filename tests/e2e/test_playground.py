@@ -1,0 +1,321 @@
+"""The playground page in a real headless Chromium against the real gateway and worker.
+
+Screenshots land in test-artifacts/ (gitignored) for a person to look at.  With
+EASEL_UPDATE_DOCS=1, test_docs_screenshot also renders a full-quality page to docs/playground.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from service.auth import hash_key
+from tests.conftest import Stack
+from tests.support import ROOT, Gateway
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = ROOT / "test-artifacts"
+RENDER_MS = 180_000  # a CPU render shares two cores with whatever else runs
+LAPTOP = (1280, 860)
+PHONE = (390, 844)
+
+if not CHROMIUM.exists():
+    pytest.skip("needs Debian's chromium at /usr/bin/chromium (make test-deps installs it)",
+                allow_module_level=True)
+
+from playwright.sync_api import (  # noqa: E402
+    Browser,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser: Browser, url: str, viewport: tuple[int, int] = LAPTOP,
+              **kw: object) -> tuple[Page, list[str]]:
+    """A fresh context (own sessionStorage) on `url`; the list collects JS errors."""
+    # Reduced motion: the page then scrolls to the editor at once, so boxes hold still.
+    size = ViewportSize(width=viewport[0], height=viewport[1])
+    ctx = browser.new_context(viewport=size, reduced_motion="reduce",
+                              **kw)  # type: ignore[arg-type]
+    page = ctx.new_page()
+    page.set_default_timeout(RENDER_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    # Anything but this server would mean the page reaches for the internet.
+    page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:"))
+            else errors.append(f"outside request: {r.url}"))
+    page.add_init_script(RECORD_FORMS)
+    page.goto(url + "/")
+    expect(page.locator("#model option[value=easel-shapes]")).to_be_attached()
+    return page, errors
+
+
+@pytest.fixture
+def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+    page, errors = open_page(browser, stack.base_url)
+    yield page
+    page.context.close()
+    assert errors == []
+
+
+def shot(page: Page, name: str, full: bool = True) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"playground-{name}.png"), full_page=full)
+
+
+def generate(page: Page, prompt: str, size: str = "64x64", steps: str = "4",
+             seed: str = "", n: str = "1") -> None:
+    """Fill the form (Advanced: steps, seed) and generate; waits for the gallery to grow."""
+    before = page.get_by_test_id("result-image").count()
+    page.get_by_test_id("prompt").fill(prompt)
+    page.select_option("#size", size)
+    page.fill("#n", n)
+    if page.locator("details.advanced").get_attribute("open") is None:
+        page.click("details.advanced summary")
+    page.get_by_test_id("steps").fill(steps)
+    page.get_by_test_id("seed").fill(seed)
+    page.get_by_test_id("generate").click()
+    expect(page.get_by_role("status")).to_contain_text("Generating")  # the waiting state
+    expect(page.get_by_test_id("result-image")).to_have_count(before + int(n))
+    expect(page.get_by_role("status")).to_be_hidden()
+
+
+# Chromium does not hand blob-backed multipart bodies to Playwright (post_data is None), so
+# the page's fetch is wrapped to record each FormData it sends, files as base64.
+RECORD_FORMS = """
+window.__sent = [];
+const realFetch = window.fetch;
+const b64 = (blob) => new Promise((resolve) => {
+  const r = new FileReader();
+  r.onload = () => resolve(String(r.result).split(',')[1]);
+  r.readAsDataURL(blob);
+});
+window.fetch = async (input, init) => {
+  if (init && init.body instanceof FormData) {
+    const parts = {};
+    for (const [k, v] of init.body.entries()) {
+      parts[k] = v instanceof Blob ? { file: await b64(v), type: v.type } : v;
+    }
+    window.__sent.push({ url: String(input), parts });
+  }
+  return realFetch(input, init);
+};
+"""
+
+
+def sent_form(page: Page, path: str) -> dict[str, bytes]:
+    """The parts of the last multipart request the page sent to `path`, by name."""
+    page.wait_for_function("p => window.__sent.some(s => s.url.endsWith(p))", arg=path)
+    forms = page.evaluate("window.__sent")
+    form = [f for f in forms if f["url"].endswith(path)][-1]["parts"]
+    return {k: base64.b64decode(v["file"]) if isinstance(v, dict) else v.encode()
+            for k, v in form.items()}
+
+
+def shown_params(page: Page, index: int = 0) -> dict[str, str]:
+    """The parameters listed under a gallery item, as {name: value}."""
+    return page.locator(".item .params").nth(index).evaluate(
+        "dl => Object.fromEntries([...dl.querySelectorAll('div')].map("
+        "d => [d.querySelector('dt').textContent, d.querySelector('dd').textContent]))")
+
+
+def natural_size(page: Page, index: int = 0) -> tuple[int, int]:
+    img = page.get_by_test_id("result-image").nth(index)
+    size = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    return size[0], size[1]
+
+
+@pytest.mark.browser
+def test_generate_shows_result_with_its_parameters(page: Page) -> None:
+    shot(page, "empty")
+    generate(page, "a red circle to the left of a blue square", seed="1234")
+    item = page.locator(".item").first
+    assert shown_params(page) == {"kind": "generation", "model": "easel-shapes", "size": "64x64",
+                                  "seed": "1234", "steps": "4", "quality": "standard",
+                                  "style": "vivid"}
+    assert natural_size(page) == (64, 64)
+    href = item.get_by_test_id("download").get_attribute("href")
+    assert href and href.startswith("blob:")
+    shot(page, "generated")
+    # Keyboard: an example chip fills the prompt, Ctrl+Enter generates a second image on top.
+    page.get_by_role("button", name="three green triangles").click()
+    page.get_by_test_id("prompt").press("Control+Enter")
+    expect(page.get_by_test_id("result-image")).to_have_count(2)
+    expect(page.locator(".item .prompt").first).to_have_text("three green triangles")
+
+
+@pytest.mark.browser
+def test_paint_mask_and_edit(page: Page) -> None:
+    generate(page, "a red circle to the left of a blue square", seed="7")
+    page.locator(".item").first.get_by_test_id("edit").click()
+    canvas = page.get_by_test_id("mask-canvas")
+    expect(canvas).to_be_visible()
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box and box["width"] > 100
+    # Drag the brush across the left half of the picture.
+    page.mouse.move(box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.3)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.7, steps=8)
+    page.mouse.up()
+    page.get_by_test_id("edit-prompt").fill("a green circle to the left of a blue square")
+    shot(page, "editor-mask")
+    page.get_by_test_id("edit-submit").click()
+    parts = sent_form(page, "/v1/images/edits")
+    image = Image.open(io.BytesIO(parts["image"]))
+    mask = Image.open(io.BytesIO(parts["mask"]))
+    assert image.size == mask.size == (64, 64) and mask.mode == "RGBA"
+    alpha = mask.getchannel("A")
+    assert set(alpha.getdata()) == {0, 255}  # hard mask: edit here, keep there
+    assert alpha.getpixel((14, 28)) == 0 and alpha.getpixel((60, 5)) == 255
+    assert parts["prompt"] == b"a green circle to the left of a blue square"
+    assert parts["steps"] == b"4" and parts["response_format"] == b"b64_json"
+    expect(page.get_by_test_id("result-image")).to_have_count(2)
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    assert shown_params(page)["kind"] == "edit"
+    shot(page, "edited")
+
+
+@pytest.mark.browser
+def test_outpaint_sends_transparent_border_without_mask(page: Page) -> None:
+    generate(page, "a yellow square at the top", seed="3")
+    page.locator(".item").first.get_by_test_id("edit").click()
+    page.get_by_role("button", name="Right ▶").click()
+    expect(page.locator("#canvas-info")).to_contain_text("80×64")
+    expect(page.locator("#edit-size")).to_have_value("128x128")  # holds the grown canvas
+    page.get_by_test_id("edit-submit").click()
+    parts = sent_form(page, "/v1/images/edits")
+    assert "mask" not in parts  # the transparent border is the area to draw
+    assert parts["size"] == b"128x128"
+    image = Image.open(io.BytesIO(parts["image"]))
+    # Padded to the square result shape (centred) rather than sent as 80x64 and squashed.
+    assert image.size == (80, 80) and image.mode == "RGBA"
+    alpha = image.getchannel("A")
+    assert alpha.getpixel((10, 40)) == 255  # the original picture
+    assert alpha.getpixel((75, 40)) == 0  # the extension on the right
+    assert alpha.getpixel((40, 3)) == 0 and alpha.getpixel((40, 76)) == 0  # the padding
+    expect(page.locator("#canvas-info")).to_contain_text("Padded from 80×64")
+    expect(page.get_by_test_id("result-image")).to_have_count(2)
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    assert natural_size(page) == (128, 128)
+    shot(page, "outpaint")
+
+
+@pytest.mark.browser
+def test_variations_of_a_result(page: Page) -> None:
+    generate(page, "a purple circle above a cyan triangle", seed="11")
+    page.locator(".item").first.get_by_test_id("variations").click()
+    expect(page.get_by_role("status")).to_contain_text("Making variations")
+    parts = sent_form(page, "/v1/images/variations")
+    assert Image.open(io.BytesIO(parts["image"])).size == (64, 64)
+    assert parts["size"] == b"64x64" and parts["model"] == b"easel-shapes"
+    assert parts["steps"] == b"4"
+    expect(page.get_by_test_id("result-image")).to_have_count(2)
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    assert shown_params(page)["kind"] == "variation"
+    shot(page, "variation")
+
+
+@pytest.mark.browser
+def test_upload_opens_editor(page: Page, tmp_path: Path) -> None:
+    path = tmp_path / "upload.png"
+    Image.new("RGB", (128, 128), (200, 30, 30)).save(path)
+    page.get_by_test_id("upload").set_input_files(str(path))
+    expect(page.get_by_test_id("mask-canvas")).to_be_visible()
+    expect(page.locator("#canvas-info")).to_contain_text("128×128")
+    assert shown_params(page)["kind"] == "upload"
+    # Nothing painted, nothing transparent: the page explains instead of sending a no-op edit.
+    page.get_by_test_id("edit-prompt").fill("a red square")
+    page.get_by_test_id("edit-submit").click()
+    expect(page.get_by_test_id("error")).to_contain_text("Paint over the part to change")
+
+
+@pytest.mark.browser
+def test_phone_layout(browser: Browser, stack: Stack) -> None:
+    page, errors = open_page(browser, stack.base_url, PHONE, is_mobile=True, has_touch=True,
+                             device_scale_factor=2)
+    generate(page, "three green triangles", seed="5")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE[0]  # nothing sticks out sideways
+    shot(page, "phone")
+    page.get_by_test_id("edit").first.click()
+    expect(page.get_by_test_id("mask-canvas")).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
+    shot(page, "phone-editor", full=False)
+    page.context.close()
+    assert errors == []
+
+
+@pytest.fixture(scope="module")
+def keyed(stack: Stack) -> Iterator[Gateway]:
+    env = dict(stack.env, EASEL_AUTH="required", EASEL_API_KEYS=f"pg:{hash_key('sk-play')}")
+    gw = Gateway(env).start()
+    yield gw
+    gw.stop()
+
+
+@pytest.mark.browser
+def test_wrong_key_shows_the_api_message(browser: Browser, keyed: Gateway) -> None:
+    page, errors = open_page(browser, keyed.base_url)
+    error = page.get_by_test_id("error")
+    expect(error).to_contain_text("You didn't provide an API key")  # /v1/models on load
+    page.get_by_test_id("api-key").fill("sk-wrong-key")
+    page.get_by_test_id("prompt").fill("a red circle")
+    page.get_by_test_id("generate").click()
+    expect(error).to_contain_text("Incorrect API key provided: sk-****-key.")
+    expect(error).to_contain_text("Check the API key field")
+    assert page.evaluate("sessionStorage.getItem('easel.apiKey')") == "sk-wrong-key"
+    assert page.evaluate("localStorage.length") == 0
+    shot(page, "bad-key", full=False)
+    # The right key works and goes out as a Bearer token.
+    page.get_by_test_id("api-key").fill("sk-play")
+    with page.expect_request("**/v1/images/generations") as sent:
+        generate(page, "a red circle")
+    assert sent.value.headers["authorization"] == "Bearer sk-play"
+    expect(error).to_be_hidden()
+    page.context.close()
+    assert errors == []
+
+
+@pytest.mark.skipif(os.environ.get("EASEL_UPDATE_DOCS") != "1",
+                    reason="set EASEL_UPDATE_DOCS=1 to re-render docs/playground.png")
+@pytest.mark.browser
+def test_docs_screenshot(page: Page) -> None:
+    page.set_viewport_size({"width": 1280, "height": 800})
+    generate(page, "a red circle to the left of a blue square", size="256x256", steps="",
+             seed=os.environ.get("EASEL_DOCS_SEED", "13"), n="3")
+    page.evaluate("document.querySelector('details.advanced').open = false")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ROOT / "docs" / "playground.png"))
+
+
+def test_static_files_stay_inside_the_folder(stack: Stack) -> None:
+    r = httpx.get(f"{stack.base_url}/")
+    assert r.status_code == 200 and 'data-testid="prompt"' in r.text
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    js = httpx.get(f"{stack.base_url}/static/app.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    for bad in ("../pages.py", "..%2Fpages.py", "%2e%2e%2fpages.py", "..%5Cpages.py",
+                ".hidden", "missing.js", "index.html%00.js"):
+        r = httpx.get(f"{stack.base_url}/static/{bad}")
+        assert r.status_code == 404, bad
+        assert r.json()["error"]["code"] in ("not_found", None), bad
