@@ -28,6 +28,8 @@ class Family:
     response_formats: tuple[str, ...] = ("url", "b64_json")
     default_response_format: str = "url"
     kinds: tuple[str, ...] = ("generate", "edit", "variation")  # endpoints the family offers
+    streaming: bool = False  # `stream: true` with partial images (gpt-image and Easel's ids)
+    gpt_fields: bool = False  # background/output_format/... accepted and echoed in responses
 
 
 FAMILIES: dict[str, Family] = {
@@ -38,11 +40,11 @@ FAMILIES: dict[str, Family] = {
                        kinds=("generate",)),
     "gpt-image": Family("gpt-image", ("auto", "1024x1024", "1536x1024", "1024x1536"), "auto", 10,
                         ("low", "medium", "high", "auto"), "auto", (), 32000,
-                        ("b64_json",), "b64_json", ("generate", "edit")),
+                        ("b64_json",), "b64_json", ("generate", "edit"), True, True),
     # Easel's own ids: every size the embedded model renders well, n up to 10, all styles.
     "easel": Family("easel", ("64x64", "128x128", "256x256", "512x512", "1024x1024"),
                     "256x256", 10, ("standard", "hd", "low", "medium", "high", "auto"),
-                    "standard", ("vivid", "natural"), 4000),
+                    "standard", ("vivid", "natural"), 4000, streaming=True, gpt_fields=True),
 }
 
 # Documented mapping of `quality` to a multiple of the pipeline's default step count.
@@ -60,6 +62,9 @@ class PipelineSpec:
     guidance: float = 7.5
     max_steps: int = 150
     strength: float = 0.6  # image-to-image strength used for variations
+    # How `background: transparent` is honoured: "white-key" turns the white canvas of a
+    # plain-background model into alpha; "" means the pipeline cannot and the request gets a 400.
+    transparency: str = ""
 
     @property
     def queue(self) -> str:
@@ -96,6 +101,7 @@ steps = 20
 guidance = 5.0
 max_steps = 100
 strength = 0.6
+transparency = "white-key"
 
 [[models]]
 id = "easel-shapes"
@@ -114,6 +120,24 @@ id = "dall-e-3"
 pipeline = "shapes"
 family = "dall-e-3"
 description = "alias of easel-shapes with dall-e-3 rules"
+
+[[models]]
+id = "gpt-image-1"
+pipeline = "shapes"
+family = "gpt-image"
+description = "alias of easel-shapes with gpt-image rules (b64_json, streaming)"
+
+[[models]]
+id = "gpt-image-1.5"
+pipeline = "shapes"
+family = "gpt-image"
+description = "alias of easel-shapes with gpt-image rules (b64_json, streaming)"
+
+[[models]]
+id = "gpt-image-1-mini"
+pipeline = "shapes"
+family = "gpt-image"
+description = "alias of easel-shapes with gpt-image rules (b64_json, streaming)"
 """
 
 

@@ -16,6 +16,15 @@ def outcome_key(job_id: str) -> str:
     return f"easel:outcome:{job_id}"
 
 
+def partial_channel(job_id: str) -> str:
+    """Pub/sub channel announcing the storage key of each preview of a streaming job."""
+    return f"easel:partial:{job_id}"
+
+
+def partial_key(job_id: str, index: int) -> str:
+    return f"partials/{job_id}/{index}.png"
+
+
 def new_job_id() -> str:
     """Random and unguessable: it is also the directory part of every result URL."""
     return secrets.token_hex(16)
@@ -48,6 +57,8 @@ class RenderJob(BaseModel):
     image_keys: list[str] = []
     mask_key: str | None = None
     strength: float | None = None
+    background: Literal["opaque", "transparent"] = "opaque"
+    partial_images: int = 0  # previews published while denoising (stream=true)
     request_id: str | None = None  # ties the worker's job log line to the gateway's request
 
 

@@ -7,6 +7,7 @@ size it was trained at, and an upscale is honest about where the pixels came fro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
@@ -27,6 +28,34 @@ def _generators(seeds: list[int], device: str) -> list[Any]:
     return [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
 
 
+OnPartial = Callable[[int, Image.Image], None]
+
+
+def _preview_kwargs(steps: int, partials: int, on_partial: OnPartial | None, width: int,
+                    height: int) -> dict[str, Any]:
+    """A step callback that decodes the first image's latents at evenly spaced steps, so a
+    streaming client sees the picture sharpen (`partial_images` previews, 0-based)."""
+    if not partials or on_partial is None:
+        return {}
+    import torch
+
+    at = sorted({max(0, round(k * steps / (partials + 1)) - 1) for k in range(1, partials + 1)})
+    sent = 0
+
+    def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        nonlocal sent
+        if step in at and sent < partials:
+            latents = kwargs["latents"][:1]
+            with torch.no_grad():
+                decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+            preview = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+            on_partial(sent, preview.resize((width, height), Image.Resampling.LANCZOS))
+            sent += 1
+        return kwargs
+
+    return {"callback_on_step_end": callback, "callback_on_step_end_tensor_inputs": ["latents"]}
+
+
 def _fit(images: list[Image.Image], width: int, height: int) -> list[Image.Image]:
     return [im if im.size == (width, height) else
             im.resize((width, height), Image.Resampling.LANCZOS) for im in images]
@@ -39,15 +68,16 @@ def generate(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, s
 
 
 def generate_prompts(loaded: LoadedPipeline, prompts: list[str], negative_prompt: str | None,
-                     seeds: list[int], steps: int, guidance: float, width: int,
-                     height: int) -> list[Image.Image]:
+                     seeds: list[int], steps: int, guidance: float, width: int, height: int,
+                     partials: int = 0, on_partial: OnPartial | None = None) -> list[Image.Image]:
     """One pipeline call for several prompts (a cross-request batch), one seed per image."""
     w, h = render_dims(width, height, loaded.spec.native_size)
     n = len(seeds)
     out = loaded.text2img(
         prompt=prompts, negative_prompt=[negative_prompt] * n if negative_prompt else None,
         num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,
-        generator=_generators(seeds, "cpu"), output_type="pil")
+        generator=_generators(seeds, "cpu"), output_type="pil",
+        **_preview_kwargs(steps, partials, on_partial, width, height))
     return _fit(list(out.images), width, height)
 
 
@@ -85,7 +115,8 @@ def _paste_back(generated: list[Image.Image], original: Image.Image,
 
 def edit(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds: list[int],
          steps: int, guidance: float, width: int, height: int, image: Image.Image,
-         mask: Image.Image | None, strength: float | None) -> list[Image.Image]:
+         mask: Image.Image | None, strength: float | None, partials: int = 0,
+         on_partial: OnPartial | None = None) -> list[Image.Image]:
     """Inpaint the transparent area (of the mask, else of the image); outside stays as it was.
 
     With no transparent pixel at all the whole image is redrawn image-to-image at `strength`.
@@ -105,7 +136,8 @@ def edit(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds
     # Any partly transparent pixel joins the area the pipeline redraws (max-pool the weight).
     small = weight.resize((w, h), Image.Resampling.BOX).point(lambda a: 255 if a > 8 else 0)
     out = loaded.inpaint(image=flat.resize((w, h), Image.Resampling.LANCZOS), mask_image=small,
-                         width=w, height=h, strength=strength or 1.0, **common)
+                         width=w, height=h, strength=strength or 1.0, **common,
+                         **_preview_kwargs(steps, partials, on_partial, width, height))
     return _paste_back(_fit(list(out.images), width, height), flat, weight)
 
 

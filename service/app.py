@@ -25,11 +25,11 @@ from core.redis_checks import check_redis_policy
 from core.settings import GatewaySettings
 from core.storage import S3Storage, make_storage
 from service.auth import KeyChecker, parse_key_hashes
+from service.limits import KeyQuota
 from service.metrics import GatewayMetrics
 from service.pages import pages
 from service.queue import JobQueue
 from service.routes import router
-from service.limits import KeyQuota
 from service.serving import ClientGone, ImageService
 from service.waiter import CompletionWaiter
 

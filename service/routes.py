@@ -24,6 +24,10 @@ def _state(request: Request):  # type: ignore[no-untyped-def]
     return request.app.state
 
 
+def _answer(result: dict[str, object] | Response) -> Response:
+    return result if isinstance(result, Response) else JSONResponse(result)
+
+
 def _context(request: Request) -> RequestContext:
     async def disconnected() -> None:
         # The body is already read, so the next ASGI message is the client hanging up.
@@ -35,26 +39,26 @@ def _context(request: Request) -> RequestContext:
 
 
 @router.post("/v1/images/generations")
-async def generations(request: Request) -> JSONResponse:
+async def generations(request: Request) -> Response:
     st = _state(request)
     body = await read_json(request, st.settings.max_body_bytes)
-    return JSONResponse(await st.images.generate(body, str(request.base_url), _context(request)))
+    return _answer(await st.images.generate(body, str(request.base_url), _context(request)))
 
 
-async def _transform(request: Request, kind: str) -> JSONResponse:
+async def _transform(request: Request, kind: str) -> Response:
     st = _state(request)
     upload = await read_upload(request, st.settings.max_upload_bytes, st.settings.max_file_bytes)
-    return JSONResponse(await st.images.transform(kind, upload, str(request.base_url),
-                                                  _context(request)))
+    return _answer(await st.images.transform(kind, upload, str(request.base_url),
+                                             _context(request)))
 
 
 @router.post("/v1/images/edits")
-async def edits(request: Request) -> JSONResponse:
+async def edits(request: Request) -> Response:
     return await _transform(request, "edit")
 
 
 @router.post("/v1/images/variations")
-async def variations(request: Request) -> JSONResponse:
+async def variations(request: Request) -> Response:
     return await _transform(request, "variation")
 
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
@@ -21,6 +22,7 @@ from core.storage import LocalStorage, S3Storage, StorageError
 from service.limits import KeyQuota, ServiceRate, rate_limited
 from service.metrics import GatewayMetrics
 from service.queue import JobQueue
+from service.streaming import PartialFeed, stream_events
 from service.uploads import Uploaded, decode, has_alpha, has_transparent_pixels, to_png
 from service.validation import GenerationParams, coerce_form, parse_generation, parse_request
 from service.waiter import CompletionWaiter
@@ -60,7 +62,8 @@ class ImageService:
                               retry_after=10)
         self._workers_seen[queue_name] = time.monotonic()
 
-    async def run_job(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Outcome:
+    async def admit(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> None:
+        """Everything that can refuse a job, then the enqueue; errors are plain JSON answers."""
         try:
             await self._require_worker(queue_name, job.model)
             depth = await run_in_threadpool(self.queue.depth, queue_name)
@@ -73,18 +76,18 @@ class ImageService:
         except RedisError as exc:
             raise unavailable("The job queue is unavailable; try again shortly.") from exc
         try:
-            return await self._enqueue_and_wait(queue_name, job, ctx)
-        finally:
-            if self.quota is not None and ctx.key_name:
-                with contextlib.suppress(RedisError):
-                    await self.quota.release(ctx.key_name)
-
-    async def _enqueue_and_wait(self, queue_name: str, job: RenderJob,
-                                ctx: RequestContext) -> Outcome:
-        try:
             await run_in_threadpool(self.queue.enqueue, queue_name, job)
         except RedisError as exc:
+            await self._release(ctx)
             raise unavailable("The job queue is unavailable; try again shortly.") from exc
+
+    async def _release(self, ctx: RequestContext) -> None:
+        if self.quota is not None and ctx.key_name:
+            with contextlib.suppress(RedisError):
+                await self.quota.release(ctx.key_name)
+
+    async def outcome_of(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Outcome:
+        """Wait for an admitted job; a failure becomes an OpenAIError, a hang-up ClientGone."""
         self.metrics.waiting.inc()
         waiting = asyncio.ensure_future(
             self.waiter.wait(job.job_id, self.settings.request_timeout_seconds))
@@ -102,6 +105,7 @@ class ImageService:
                 if f is not None and not f.done():
                     f.cancel()
             self.metrics.waiting.dec()
+            await self._release(ctx)
         self.rate.record(job.pipeline)
         if outcome is None:
             raise server_error("The image was not ready in time; try again later.",
@@ -110,6 +114,46 @@ class ImageService:
             raise server_error(f"Image generation failed: {outcome.error or 'unknown error'}",
                                outcome.error_type or "generation_failed")
         return outcome
+
+    async def run_job(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Outcome:
+        await self.admit(queue_name, job, ctx)
+        return await self.outcome_of(queue_name, job, ctx)
+
+    async def run_streaming(self, params: GenerationParams, job: RenderJob,
+                            ctx: RequestContext) -> StreamingResponse:
+        feed = PartialFeed(self.waiter.redis, job.job_id)
+        await feed.open()  # before the enqueue, so no preview can be missed
+        try:
+            await self.admit(params.pipeline.queue, job, ctx)
+        except BaseException:
+            await feed.close()
+            raise
+        # Starlette cancels the stream when the client hangs up: no disconnect watcher here.
+        quiet = RequestContext(ctx.request_id, ctx.key_name, None)
+        events = stream_events("image_edit" if params.kind == "edit" else "image_generation",
+                               self._meta(params), feed,
+                               self.outcome_of(params.pipeline.queue, job, quiet),
+                               self.storage.get, self._usage(params))
+        return StreamingResponse(events, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    @staticmethod
+    def _meta(params: GenerationParams) -> dict[str, Any]:
+        quality = "medium" if params.quality in ("auto", "standard") else params.quality
+        return {"background": params.background, "output_format": params.output_format,
+                "quality": quality, "size": f"{params.width}x{params.height}"}
+
+    @staticmethod
+    def _usage(params: GenerationParams, input_images: int = 0) -> dict[str, Any]:
+        """What Easel can count honestly (docs/api.md): prompt words as text tokens, and one
+        output token per image per denoising step; input images are not tokenised (0)."""
+        text = len(params.prompt.split())
+        out = params.n * params.steps
+        return {"input_tokens": text, "input_tokens_details": {"text_tokens": text,
+                                                               "image_tokens": 0},
+                "output_tokens": out, "output_tokens_details": {"image_tokens": out,
+                                                                "text_tokens": 0},
+                "total_tokens": text + out}
 
     @staticmethod
     def _job(params: GenerationParams, job_id: str, request_id: str | None = None,
@@ -121,16 +165,21 @@ class ImageService:
             n=params.n, seeds=params.seeds, steps=params.steps, guidance=params.guidance,
             output_format=params.output_format,  # type: ignore[arg-type]
             output_compression=params.output_compression, strength=params.strength,
+            background=params.background,  # type: ignore[arg-type]
+            partial_images=params.partial_images if params.stream else 0,
             request_id=request_id, **inputs)
 
-    async def generate(self, body: Any, base_url: str, ctx: RequestContext) -> dict[str, Any]:
+    async def generate(self, body: Any, base_url: str,
+                       ctx: RequestContext) -> dict[str, Any] | StreamingResponse:
         params = parse_generation(body, self.catalog)
         job = self._job(params, new_job_id(), ctx.request_id)
+        if params.stream:
+            return await self.run_streaming(params, job, ctx)
         outcome = await self.run_job(params.pipeline.queue, job, ctx)
         return await self.respond(params, outcome, base_url)
 
     async def transform(self, kind: str, upload: Uploaded, base_url: str,
-                        ctx: RequestContext) -> dict[str, Any]:
+                        ctx: RequestContext) -> dict[str, Any] | StreamingResponse:
         """Edits (inpainting, outpainting) and variations: inputs go to storage, not Redis."""
         body = coerce_form(upload.fields)
         limit = self.settings.max_image_pixels
@@ -165,6 +214,8 @@ class ImageService:
             raise server_error("Storage is unavailable; try again shortly.",
                                "storage_unavailable", 503) from exc
         job = self._job(params, job_id, ctx.request_id, image_keys=keys, mask_key=mask_key)
+        if params.stream:
+            return await self.run_streaming(params, job, ctx)
         outcome = await self.run_job(params.pipeline.queue, job, ctx)
         return await self.respond(params, outcome, base_url)
 
@@ -189,9 +240,8 @@ class ImageService:
             item["seed"] = seed  # Easel extension: reproduce an image with extra_body={"seed":..}
         self.metrics.images.labels(params.model.id).inc(len(data))
         response: dict[str, Any] = {"created": int(time.time()), "data": data}
-        if params.model.family.name == "gpt-image":
-            response.update(background=params.background, output_format=params.output_format,
-                            quality=params.quality, size=f"{params.width}x{params.height}")
+        if params.model.family.gpt_fields:
+            response.update(self._meta(params), usage=self._usage(params))
         return response
 
 

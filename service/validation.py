@@ -16,6 +16,7 @@ from core.errors import bad_request, model_not_found
 
 _GPT = {"background", "moderation", "output_format", "output_compression", "stream",
         "partial_images"}
+_GPT_ONLY = _GPT | {"input_fidelity"}
 _EXTENSIONS = {"seed", "steps", "guidance_scale", "negative_prompt"}  # sent via extra_body
 FIELDS = {
     "generate": {"model", "prompt", "n", "size", "quality", "style", "response_format", "user"}
@@ -54,6 +55,8 @@ class GenerationParams:
     user: str | None
     kind: str = "generate"
     strength: float | None = None
+    stream: bool = False
+    partial_images: int = 0
 
 
 def _type_name(v: Any) -> str:
@@ -193,21 +196,35 @@ def parse_request(body: Any, catalog: Catalog, kind: str = "generate",
     style = _choice(body, "style", fam.styles, model.id)
     response_format = (_choice(body, "response_format", fam.response_formats, model.id)
                        or fam.default_response_format)
+    if not fam.gpt_fields:
+        for name in sorted(_GPT_ONLY & {k for k, v in body.items() if v is not None}):
+            raise bad_request(f"'{name}' is only supported for GPT image models, not for "
+                              f"'{model.id}'.", name, "unsupported_parameter")
     output_format = _choice(body, "output_format", ("png", "jpeg", "webp"), model.id) or "png"
     compression = _int(body, "output_compression", 0, 100)
     if compression is not None and output_format == "png":
         raise bad_request("'output_compression' applies to jpeg and webp output only.",
                           "output_compression", "invalid_value")
     background = _choice(body, "background", ("transparent", "opaque", "auto"), model.id) or "auto"
-    if background == "transparent":
-        raise bad_request("Transparent backgrounds are not supported by this model; use "
+    if background == "transparent" and output_format == "jpeg":
+        raise bad_request("A transparent background needs output_format 'png' or 'webp'.",
+                          "background", "invalid_value")
+    if background == "transparent" and not pipe.transparency:
+        raise bad_request(f"Model '{model.id}' cannot render transparent backgrounds; use "
                           "'opaque' or 'auto'.", "background", "unsupported_value")
     _choice(body, "moderation", ("low", "auto"), model.id)
     _choice(body, "input_fidelity", ("low", "high"), model.id)
-    if body.get("stream") not in (None, False):
-        raise bad_request("Streaming is not supported by this server yet; send stream=false.",
-                          "stream", "unsupported_parameter")
-    _int(body, "partial_images", 0, 3)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise bad_request("Invalid type for 'stream': expected a boolean.", "stream",
+                          "invalid_type")
+    partial_images = _int(body, "partial_images", 0, 3) or 0
+    if stream and not fam.streaming:
+        raise bad_request(f"Streaming is only supported for GPT image models, not for "
+                          f"'{model.id}'.", "stream", "unsupported_parameter")
+    if stream and n > 1:
+        raise bad_request("Streaming returns one image: send n=1 with stream=true.", "n",
+                          "invalid_value")
     user = _str(body, "user", 256)
     negative = _str(body, "negative_prompt", fam.max_prompt)
     seed = _int(body, "seed", 0, MAX_SEED)
@@ -226,7 +243,7 @@ def parse_request(body: Any, catalog: Catalog, kind: str = "generate",
     return GenerationParams(model, pipe, prompt or "", negative, n, size, width, height, quality,
                             style, response_format, output_format, compression,
                             "opaque" if background == "auto" else background, seeds, steps,
-                            guidance, user, kind, strength)
+                            guidance, user, kind, strength, bool(stream), partial_images)
 
 
 def parse_generation(body: Any, catalog: Catalog) -> GenerationParams:

@@ -29,7 +29,7 @@ def take(job_id: str) -> list[Any] | None:
 
 
 def batch_key(job: RenderJob) -> tuple[Any, ...] | None:
-    if job.kind != "generate":
+    if job.kind != "generate" or job.partial_images:
         return None  # edits and variations carry their own inputs; n > 1 is already one call
     return (job.pipeline, job.width, job.height, job.steps, job.guidance, job.negative_prompt)
 

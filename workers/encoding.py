@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image
+from PIL import Image, ImageChops
 
 # zlib level 1 is ~5x faster than Pillow's default 6 for a few percent more bytes.
 PNG_LEVEL = 1
@@ -20,3 +20,16 @@ def encode(image: Image.Image, fmt: str, compression: int | None = None) -> byte
         save_format = "JPEG" if fmt == "jpeg" else "WEBP"
         image.convert("RGB").save(buf, save_format, quality=max(1, quality))
     return buf.getvalue()
+
+
+def white_to_alpha(image: Image.Image) -> Image.Image:
+    """`background: transparent` for plain-white-background models: distance from white becomes
+    opacity.  Near-white (within 24 levels: the model's slightly uneven canvas) is clear, 64 and
+    beyond is opaque (every palette colour is far past it), and edges in between stay soft."""
+    rgb = image.convert("RGB")
+    r, g, b = rgb.split()
+    darkest = ImageChops.darker(ImageChops.darker(r, g), b)
+    alpha = ImageChops.invert(darkest).point(lambda d: max(0, min(255, (d - 24) * 255 // 40)))
+    out = rgb.copy()
+    out.putalpha(alpha)
+    return out

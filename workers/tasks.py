@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from typing import Any
@@ -10,11 +11,18 @@ from typing import Any
 from PIL import Image
 from rq import get_current_job
 
-from core.jobs import Outcome, RenderJob, RenderResult, image_key
+from core.jobs import (
+    Outcome,
+    RenderJob,
+    RenderResult,
+    image_key,
+    partial_channel,
+    partial_key,
+)
 from core.storage import CONTENT_TYPES
 from models import rendering
 from workers import batching, runtime
-from workers.encoding import encode
+from workers.encoding import encode, white_to_alpha
 from workers.outcomes import publish
 
 log = logging.getLogger("easel.worker")
@@ -26,20 +34,38 @@ def _load(rt: runtime.Runtime, key: str) -> Image.Image:
     return image
 
 
+def _partial_publisher(rt: runtime.Runtime, job: RenderJob) -> Any:
+    """Store each preview and announce its key (images themselves never cross Redis)."""
+    rq_job = get_current_job()
+    if not job.partial_images or rq_job is None:
+        return None
+
+    def on_partial(index: int, image: Image.Image) -> None:
+        key = partial_key(job.job_id, index)
+        rt.storage.put(key, encode(image, "png"), CONTENT_TYPES["png"])
+        rq_job.connection.publish(partial_channel(job.job_id),
+                                  json.dumps({"index": index, "key": key}))
+
+    return on_partial
+
+
 def _run(loaded: Any, job: RenderJob, rt: runtime.Runtime) -> list[Image.Image]:
     batched = batching.take(job.job_id)
     if batched is not None:
         return batched
+    on_partial = _partial_publisher(rt, job)
     if job.kind == "generate":
-        return rendering.generate(loaded, job.prompt, job.negative_prompt, job.seeds, job.steps,
-                                  job.guidance, job.width, job.height)
+        return rendering.generate_prompts(loaded, [job.prompt] * job.n, job.negative_prompt,
+                                          job.seeds, job.steps, job.guidance, job.width,
+                                          job.height, job.partial_images, on_partial)
     image = _load(rt, job.image_keys[0])
     if job.kind == "variation":
         return rendering.vary(loaded, job.seeds, job.steps, job.guidance, job.width, job.height,
                               image, job.strength or loaded.spec.strength)
     mask = _load(rt, job.mask_key) if job.mask_key else None
     return rendering.edit(loaded, job.prompt, job.negative_prompt, job.seeds, job.steps,
-                          job.guidance, job.width, job.height, image, mask, job.strength)
+                          job.guidance, job.width, job.height, image, mask, job.strength,
+                          job.partial_images, on_partial)
 
 
 def render(payload: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +78,8 @@ def render(payload: dict[str, Any]) -> dict[str, Any]:
         rt.metrics.job_started(job.pipeline, get_current_job())
     t0 = time.perf_counter()
     images = _run(loaded, job, rt)
+    if job.background == "transparent":
+        images = [white_to_alpha(im) for im in images]
     render_seconds = time.perf_counter() - t0
     keys = []
     for i, image in enumerate(images):

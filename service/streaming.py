@@ -1,0 +1,94 @@
+"""`stream: true`: server-sent events with partial images, then the completed image.
+
+Event names and payloads follow OpenAI's (`image_generation.*` / `image_edit.*`, a `type` field
+in every JSON payload, 0-based `partial_image_index`).  Previews arrive from the worker as storage
+keys on the job's pub/sub channel; errors found before the stream starts are ordinary JSON
+responses, and a failure mid-stream is one `data: {"error": ...}` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from core.errors import OpenAIError, server_error
+from core.jobs import Outcome, partial_channel
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+class PartialFeed:
+    """A subscription to one job's preview channel, opened before the job is enqueued."""
+
+    def __init__(self, redis: Any, job_id: str) -> None:
+        self.pubsub = redis.pubsub()
+        self.channel = partial_channel(job_id)
+        self.items: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        await self.pubsub.subscribe(self.channel)
+        self._task = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        async for message in self.pubsub.listen():
+            if message.get("type") == "message":
+                await self.items.put(json.loads(message["data"]))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.pubsub.unsubscribe(self.channel)
+            await self.pubsub.aclose()
+
+
+async def stream_events(prefix: str, meta: dict[str, Any], feed: PartialFeed,
+                        outcome: Awaitable[Outcome], read: Callable[[str], bytes],
+                        usage: dict[str, Any]) -> AsyncIterator[bytes]:
+    """Yield partial-image events until the job ends, then the completed (or error) event."""
+    done = asyncio.ensure_future(outcome)
+
+    async def partial(entry: dict[str, Any]) -> bytes:
+        blob = await run_in_threadpool(read, entry["key"])
+        return sse(f"{prefix}.partial_image", {
+            "type": f"{prefix}.partial_image", "b64_json": base64.b64encode(blob).decode(),
+            "partial_image_index": entry["index"], "created_at": int(time.time()), **meta})
+
+    try:
+        while not done.done():
+            item = asyncio.ensure_future(feed.items.get())
+            await asyncio.wait({done, item}, return_when=asyncio.FIRST_COMPLETED)
+            if item.done():
+                yield await partial(item.result())
+            else:
+                item.cancel()
+        while not feed.items.empty():  # previews that arrived together with the outcome
+            yield await partial(feed.items.get_nowait())
+        try:
+            result = done.result()
+        except OpenAIError as exc:
+            yield sse("error", exc.envelope())
+            return
+        if result.result is None:
+            yield sse("error", server_error("Image generation failed.").envelope())
+            return
+        for key in result.result.keys:
+            blob = await run_in_threadpool(read, key)
+            yield sse(f"{prefix}.completed", {
+                "type": f"{prefix}.completed", "b64_json": base64.b64encode(blob).decode(),
+                "created_at": int(time.time()), "usage": usage, **meta})
+    finally:
+        done.cancel()
+        await feed.close()
