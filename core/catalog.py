@@ -1,4 +1,4 @@
-"""The model catalog: public model ids, the rules of their API family, and the pipelines behind them.
+"""The model catalog: public model ids, their API family's rules, and the pipelines behind them.
 
 A *pipeline* is a diffusers folder a worker loads (one RQ queue each); a *model* is a public id
 clients send (`dall-e-2`, `dall-e-3`, `easel-shapes`, ...) that names a pipeline and the OpenAI

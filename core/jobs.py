@@ -1,4 +1,4 @@
-"""The job payload that crosses Redis (plain JSON, never pickle) and how its outcome is announced."""
+"""The job payload that crosses Redis (plain JSON, never pickle) and how outcomes are announced."""
 
 from __future__ import annotations
 

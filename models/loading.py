@@ -66,7 +66,8 @@ def torch_dtype(name: str) -> Any:
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
-def load_pipeline(spec: PipelineSpec, device: str = "cpu", dtype: str = "float32") -> LoadedPipeline:
+def load_pipeline(spec: PipelineSpec, device: str = "cpu",
+                  dtype: str = "float32") -> LoadedPipeline:
     from diffusers import AutoPipelineForText2Image
 
     t0 = time.perf_counter()

@@ -149,10 +149,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if response.status_code >= 400:
             metrics.errors.labels("http_" + str(response.status_code)).inc()
         response.headers["X-Request-Id"] = request_id
-        quiet = endpoint in ("/healthz", "/readyz", "/metrics") and response.status_code < 500
+        # Probes poll constantly (503 while starting is expected): keep them out of the log.
+        quiet = endpoint in ("/healthz", "/readyz", "/metrics")
         log.log(logging.DEBUG if quiet else logging.INFO, "%s %s %d %.3fs", request.method,
-                request.url.path, response.status_code, seconds, extra={"request_id": request_id, "status": response.status_code,
-                                 "seconds": round(seconds, 4)})
+                request.url.path, response.status_code, seconds,
+                extra={"request_id": request_id, "status": response.status_code,
+                       "seconds": round(seconds, 4)})
         return response
 
     return app

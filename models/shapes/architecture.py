@@ -100,7 +100,7 @@ def save_pipeline(out_dir: Path, text_encoder: Any, vae: Any, unet: Any, tokeniz
     import torch
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline(
+    pipe: Any = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
         scheduler=build_inference_scheduler(), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,

@@ -15,8 +15,8 @@ from scipy import ndimage
 
 from models.shapes.world import PALETTE, Scene, position_holds, relation_holds
 
-_NAMES = ("white",) + tuple(PALETTE)
-_COLOURS = np.array([(255, 255, 255)] + list(PALETTE.values()), dtype=np.float32)
+_NAMES = ("white", *PALETTE)
+_COLOURS = np.array([(255, 255, 255), *PALETTE.values()], dtype=np.float32)
 # Components smaller than this fraction of the image are edge fringes or speckle, not objects.
 _MIN_AREA_FRACTION = 0.004
 # Anti-aliased edges between a colour and white land on another palette colour as thin lines;

@@ -38,7 +38,8 @@ def pipeline_generator(model_dir: Path, steps: int, guidance: float, device: str
     from diffusers import AutoPipelineForText2Image
 
     dtype = torch.float32 if device == "cpu" else torch.float16
-    pipe = AutoPipelineForText2Image.from_pretrained(str(model_dir.resolve()), dtype=dtype).to(device)
+    pipe = AutoPipelineForText2Image.from_pretrained(str(model_dir.resolve()), dtype=dtype)
+    pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
 
     def generate(prompts: list[str], seeds: list[int]) -> list[Image.Image]:
@@ -55,7 +56,7 @@ def api_generator(base_url: str, model: str, size: str, api_key: str) -> Generat
     client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0)
 
     def generate(prompts: list[str], seeds: list[int]) -> list[Image.Image]:
-        images = []
+        images: list[Image.Image] = []
         for prompt, seed in zip(prompts, seeds, strict=True):
             resp = client.images.generate(model=model, prompt=prompt, size=size,  # type: ignore[arg-type]
                                           response_format="b64_json", extra_body={"seed": seed})
@@ -94,9 +95,9 @@ def evaluate(generate: Generate, per_cell: int, batch: int = 16,
     table = {k: sum(v) / len(v) for k, v in passed.items()}
     every = [x for v in passed.values() for x in v]
     table["overall"] = sum(every) / len(every)
-    for held in ("seen", "held-out"):
-        cell = [x for k, v in passed.items() if k.endswith("/" + held) for x in v]
-        table[f"overall/{held}"] = sum(cell) / len(cell)
+    for group in ("seen", "held-out"):
+        cell = [x for k, v in passed.items() if k.endswith("/" + group) for x in v]
+        table[f"overall/{group}"] = sum(cell) / len(cell)
     return table
 
 

@@ -39,7 +39,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=500, help="linear learning-rate warm-up steps")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--ckpt-every", type=int, default=1000)
-    p.add_argument("--max-seconds", type=float, default=0, help="stop the UNet phase early (0: off)")
+    p.add_argument("--max-seconds", type=float, default=0,
+                   help="stop the UNet phase early (0: off)")
     p.add_argument("--vae-max-seconds", type=float, default=0, help="stop the VAE phase early")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--mix", default="0.15,0.2,0.35,0.3",
@@ -79,7 +80,8 @@ def train_vae(vae: Any, images: torch.Tensor, args: argparse.Namespace, gen: tor
 
 
 @torch.no_grad()
-def encode_latents(vae: Any, images: torch.Tensor, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_latents(vae: Any, images: torch.Tensor,
+                   device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and std of every image (sampled fresh each UNet step)."""
     vae.eval()
     means, stds = [], []
@@ -171,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     if "unet" in state:
         unet.load_state_dict(state["unet"])
         text.load_state_dict(state["text"])
-    unet_ema, text_ema = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text).requires_grad_(False)
+    unet_ema = copy.deepcopy(unet).requires_grad_(False)
+    text_ema = copy.deepcopy(text).requires_grad_(False)
     if "unet_ema" in state:
         unet_ema.load_state_dict(state["unet_ema"])
         text_ema.load_state_dict(state["text_ema"])

@@ -51,7 +51,7 @@ class Scene:
     caption: str
     kind: str
     objects: tuple[Obj, ...]
-    # What the caption asserts, for the checker: (colour, shape) items and an optional spatial claim.
+    # What the caption asserts beyond its objects, for the checker: a position or a relation.
     position: str | None = None
     relation: str | None = None
 
@@ -179,7 +179,7 @@ DEFAULT_MIX = (0.15, 0.2, 0.35, 0.3)
 
 def render_batch(seed: int, count: int, size: int = 64,
                  mix: tuple[float, ...] = DEFAULT_MIX) -> tuple[np.ndarray, list[str]]:
-    """`count` training images (uint8, N x size x size x 3) and captions, reproducible from `seed`."""
+    """`count` training images (uint8, N x size x size x 3) and captions, from `seed`."""
     rng = random.Random(seed)
     images = np.empty((count, size, size, 3), dtype=np.uint8)
     captions: list[str] = []

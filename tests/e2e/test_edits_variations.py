@@ -83,7 +83,10 @@ def test_variations_are_alike_but_different(stack: Stack) -> None:
         assert 0.5 < np.abs(v - src).mean() < 60  # like the input, not identical
 
 
-def _edit(stack: Stack, files: list[tuple[str, tuple[str, bytes, str]]], **data: str) -> httpx.Response:
+Files = list[tuple[str, tuple[str, bytes, str]]]
+
+
+def _edit(stack: Stack, files: Files, **data: str) -> httpx.Response:
     return httpx.post(f"{stack.base_url}/v1/images/edits", files=files,
                       data={"prompt": "a red circle", **data}, timeout=60)
 
