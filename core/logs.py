@@ -14,6 +14,8 @@ class JsonFormatter(logging.Formatter):
         for key in ("request_id", "job_id", "model", "status", "seconds"):
             if hasattr(record, key):
                 data[key] = getattr(record, key)
+        if record.exc_info:  # a crash must stay diagnosable in JSON logs too
+            data["exc"] = self.formatException(record.exc_info)
         return json.dumps(data)
 
 

@@ -145,7 +145,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         route = request.scope.get("route")
         endpoint = getattr(route, "path", "unmatched")
         metrics.latency.labels(endpoint).observe(seconds)
-        metrics.requests.labels(endpoint, "", str(response.status_code)).inc()
+        model = getattr(getattr(request.state, "ctx", None), "model", "")
+        metrics.requests.labels(endpoint, model, str(response.status_code)).inc()
         if response.status_code >= 400:
             metrics.errors.labels("http_" + str(response.status_code)).inc()
         response.headers["X-Request-Id"] = request_id

@@ -34,8 +34,10 @@ def _context(request: Request) -> RequestContext:
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
-    return RequestContext(request.state.request_id, getattr(request.state, "key_name", None),
-                          disconnected)
+    ctx = RequestContext(request.state.request_id, getattr(request.state, "key_name", None),
+                         disconnected)
+    request.state.ctx = ctx  # the metrics middleware reads the model from it
+    return ctx
 
 
 @router.post("/v1/images/generations")

@@ -37,6 +37,7 @@ class RequestContext:
     request_id: str | None = None
     key_name: str | None = None
     disconnected: Callable[[], Awaitable[None]] | None = None
+    model: str = ""  # filled in once the body names one; labels the request metrics
 
 
 class ImageService:
@@ -172,6 +173,7 @@ class ImageService:
     async def generate(self, body: Any, base_url: str,
                        ctx: RequestContext) -> dict[str, Any] | StreamingResponse:
         params = parse_generation(body, self.catalog)
+        ctx.model = params.model.id
         job = self._job(params, new_job_id(), ctx.request_id)
         if params.stream:
             return await self.run_streaming(params, job, ctx)
@@ -197,6 +199,7 @@ class ImageService:
                                   f"does not match the image's {first.size[0]}x"
                                   f"{first.size[1]}.", "mask", "invalid_mask")
         params = parse_request(body, self.catalog, kind, first.size)
+        ctx.model = params.model.id
         if (kind == "edit" and mask is None and params.model.family.name == "dall-e-2"
                 and not await run_in_threadpool(has_transparent_pixels, first)):
             raise bad_request("Invalid 'image': without a mask the image must have transparent "

@@ -18,6 +18,7 @@ from rq.job import Job
 
 from core.jobs import RenderJob
 from models import rendering
+from workers import runtime
 
 log = logging.getLogger("easel.worker")
 _parked: dict[str, list[Any]] = {}
@@ -74,8 +75,13 @@ def render_batch(loaded: Any, jobs: list[Job]) -> None:
     prompts = [p.prompt for p in payloads for _ in range(p.n)]
     seeds = [s for p in payloads for s in p.seeds]
     first = payloads[0]
+    t0 = time.perf_counter()
     images = rendering.generate_prompts(loaded, prompts, first.negative_prompt, seeds, first.steps,
                                         first.guidance, first.width, first.height)
+    metrics = runtime.current().metrics
+    if metrics is not None:  # one pipeline call: report its real batch size and time once
+        metrics.rendered(first.pipeline, len(prompts), first.steps, time.perf_counter() - t0,
+                         job_ids=tuple(p.job_id for p in payloads))
     at = 0
     for p in payloads:
         _parked[p.job_id] = images[at:at + p.n]

@@ -67,31 +67,49 @@ def api_generator(base_url: str, model: str, size: str, api_key: str) -> Generat
     return generate
 
 
-def save_grid(images: list[Image.Image], path: Path, columns: int = 10) -> None:
-    w, h = images[0].size
+def save_grid(images: list[Image.Image], path: Path, captions: list[str],
+              passed: list[bool], columns: int = 8, cell: int = 128) -> None:
+    """A labelled grid: each image with its prompt, framed green (checker pass) or red."""
+    from PIL import ImageDraw
+
     rows = (len(images) + columns - 1) // columns
-    grid = Image.new("RGB", (columns * w, rows * h), (128, 128, 128))
-    for i, im in enumerate(images):
-        grid.paste(im.convert("RGB"), ((i % columns) * w, (i // columns) * h))
+    label = 30
+    grid = Image.new("RGB", (columns * (cell + 8), rows * (cell + 8 + label)), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for i, (im, caption, ok) in enumerate(zip(images, captions, passed, strict=True)):
+        x, y = (i % columns) * (cell + 8), (i // columns) * (cell + 8 + label)
+        draw.rectangle((x, y, x + cell + 5, y + cell + 5), fill=(40, 160, 60) if ok
+                       else (200, 40, 40))
+        grid.paste(im.convert("RGB").resize((cell, cell), Image.Resampling.LANCZOS),
+                   (x + 3, y + 3))
+        words, lines = caption.split(), [""]
+        for word in words:  # wrap to the cell width (about 21 characters of the default font)
+            lines[-1] = f"{lines[-1]} {word}".strip() if len(lines[-1]) + len(word) < 21 \
+                else lines[-1]
+            if word not in lines[-1].split():
+                lines.append(word)
+        draw.multiline_text((x + 2, y + cell + 7), "\n".join(lines[:2]), fill=(0, 0, 0),
+                            spacing=1)
     grid.save(path)
 
 
 def evaluate(generate: Generate, per_cell: int, batch: int = 16,
              grid: Path | None = None) -> dict[str, float]:
-    """Pass rates per cell; `grid` saves the first few images of every cell, one row each."""
+    """Pass rates per cell; `grid` saves the first four images of every cell, labelled."""
     scenes = eval_scenes(per_cell)
     passed: dict[str, list[bool]] = {}
-    shown: list[Image.Image] = []
+    shown: list[tuple[Image.Image, str, bool]] = []
     for i in range(0, len(scenes), batch):
         chunk = scenes[i:i + batch]
         images = generate([s.caption for s, _ in chunk], [1000 + i + j for j in range(len(chunk))])
         for j, ((scene, held), image) in enumerate(zip(chunk, images, strict=True)):
-            if (i + j) % per_cell < 10:
-                shown.append(image)
             key = f"{scene.kind}/{'held-out' if held else 'seen'}"
-            passed.setdefault(key, []).append(check(image, scene))
-    if grid is not None:
-        save_grid(shown, grid)
+            ok = check(image, scene)
+            passed.setdefault(key, []).append(ok)
+            if (i + j) % per_cell < 4:  # the first four of every cell, in order
+                shown.append((image, scene.caption, ok))
+    if grid is not None and shown:
+        save_grid([s[0] for s in shown], grid, [s[1] for s in shown], [s[2] for s in shown])
     table = {k: sum(v) / len(v) for k, v in passed.items()}
     every = [x for v in passed.values() for x in v]
     table["overall"] = sum(every) / len(every)
@@ -123,7 +141,7 @@ def main() -> None:
     p.add_argument("--api-size", default="256x256")
     p.add_argument("--api-key", default="sk-local")
     p.add_argument("--json", type=Path, help="also write the table here")
-    p.add_argument("--grid", type=Path, help="save a sample grid (10 per cell, one row a cell)")
+    p.add_argument("--grid", type=Path, help="save a labelled sample grid (4 per cell)")
     args = p.parse_args()
     if args.api:
         gen = api_generator(args.api, args.api_model, args.api_size, args.api_key)

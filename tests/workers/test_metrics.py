@@ -1,0 +1,124 @@
+"""Worker metrics: names, what each job records, and the /metrics server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import subprocess
+import sys
+import urllib.request
+from types import SimpleNamespace
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import ROOT, free_port
+from workers.metrics import WorkerMetrics, start_metrics_server
+
+REQUIRED = {"easel_jobs", "easel_generation_seconds", "easel_step_seconds", "easel_batch_size",
+            "easel_worker_images", "easel_queue_wait_seconds", "easel_model_load_seconds",
+            "easel_worker_busy", "easel_gpu_memory_bytes"}
+
+
+def families(metrics: WorkerMetrics) -> dict[str, object]:
+    text = generate_latest(metrics.registry).decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def sample(metrics: WorkerMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def rq_job(pipeline: str = "shapes", wait: float = 2.0) -> SimpleNamespace:
+    started = dt.datetime.now(dt.UTC)
+    return SimpleNamespace(id="job1", args=[{"pipeline": pipeline, "request_id": "req1"}],
+                           enqueued_at=started - dt.timedelta(seconds=wait), started_at=started)
+
+
+def test_every_worker_metric_is_exported_in_its_own_registry() -> None:
+    first, second = WorkerMetrics(), WorkerMetrics()  # no global registry: no clash
+    first.pipelines_loaded({"shapes": 1.5})
+    found = families(first)
+    assert set(found) >= REQUIRED
+    assert sample(first, "easel_model_load_seconds", pipeline="shapes") == 1.5
+    assert sample(first, "easel_jobs_total", pipeline="shapes", status="failed") == 0
+    assert sample(second, "easel_model_load_seconds", pipeline="shapes") is None
+
+
+def test_a_job_records_wait_render_time_batch_and_images() -> None:
+    m = WorkerMetrics()
+    m.pipelines_loaded({"shapes": 0.1})
+    m.job_started("shapes", rq_job(wait=2.0))
+    assert sample(m, "easel_worker_busy", pipeline="shapes") == 1
+    m.job_finished("shapes", "job1", images=4, steps=10, render_seconds=2.0)
+    assert sample(m, "easel_worker_busy", pipeline="shapes") == 0
+    assert abs((sample(m, "easel_queue_wait_seconds_sum", pipeline="shapes") or 0) - 2.0) < 0.1
+    assert sample(m, "easel_jobs_total", pipeline="shapes", status="finished") == 1
+    assert sample(m, "easel_worker_images_total", pipeline="shapes") == 4
+    assert sample(m, "easel_generation_seconds_count", pipeline="shapes") == 4  # per image
+    assert sample(m, "easel_generation_seconds_sum", pipeline="shapes") == 2.0
+    assert sample(m, "easel_step_seconds_sum", pipeline="shapes") == 0.2
+    assert sample(m, "easel_batch_size_sum", pipeline="shapes") == 4
+
+
+def test_a_cross_request_batch_counts_its_pipeline_call_once() -> None:
+    m = WorkerMetrics()
+    m.rendered("shapes", images=3, steps=10, seconds=3.0, job_ids=("a", "b"))
+    m.job_finished("shapes", "a", images=1, steps=10, render_seconds=0.0)
+    m.job_finished("shapes", "b", images=2, steps=10, render_seconds=0.0)
+    assert sample(m, "easel_batch_size_count", pipeline="shapes") == 1
+    assert sample(m, "easel_batch_size_sum", pipeline="shapes") == 3
+    assert sample(m, "easel_generation_seconds_sum", pipeline="shapes") == 3.0
+    assert sample(m, "easel_jobs_total", pipeline="shapes", status="finished") == 2
+
+
+def test_a_failed_job_is_counted_and_frees_the_worker() -> None:
+    m = WorkerMetrics()
+    m.job_started("shapes", None)
+    assert m.job_failed(rq_job(), RuntimeError, RuntimeError("boom"), None) is True
+    assert sample(m, "easel_jobs_total", pipeline="shapes", status="failed") == 1
+    assert sample(m, "easel_worker_busy", pipeline="shapes") == 0
+
+
+def test_metrics_server_serves_and_port_zero_disables_it() -> None:
+    m = WorkerMetrics()
+    m.pipelines_loaded({"shapes": 0.2})
+    assert start_metrics_server(0, m.registry) is None
+    port = free_port()
+    server = start_metrics_server(port, m.registry, addr="127.0.0.1")
+    assert server is not None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        assert 'easel_model_load_seconds{pipeline="shapes"} 0.2' in text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_taken_port_does_not_stop_the_worker() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert start_metrics_server(port, WorkerMetrics().registry, addr="127.0.0.1") is None
+
+
+def test_importing_worker_metrics_does_no_work() -> None:
+    code = ("import sys, prometheus_client as p, workers.metrics; "
+            "assert 'torch' not in sys.modules; "
+            "assert not any(n.startswith('easel_') for n in p.REGISTRY._names_to_collectors)")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_easel_up_gives_each_worker_its_own_metrics_port(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from cli import stack
+
+    monkeypatch.setattr(stack.subprocess, "Popen", lambda cmd, env: env)  # procs[name] = env
+    s = stack.Stack(stack.StackOptions(workers=3))
+    for name in ("gateway", "worker-0", "worker-1", "worker-2"):
+        s._spawn(name, {"EASEL_METRICS_PORT": "9200"})
+    ports = [s.procs[f"worker-{i}"]["EASEL_METRICS_PORT"] for i in range(3)]  # type: ignore[index]
+    assert ports == ["9200", "9201", "9202"]
+    s._spawn("worker-1", {"EASEL_METRICS_PORT": "0"})  # 0 keeps every worker's server off
+    assert s.procs["worker-1"]["EASEL_METRICS_PORT"] == "0"  # type: ignore[index]
