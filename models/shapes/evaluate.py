@@ -15,6 +15,7 @@ import base64
 import io
 import json
 import random
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,12 +83,7 @@ def save_grid(images: list[Image.Image], path: Path, captions: list[str],
                        else (200, 40, 40))
         grid.paste(im.convert("RGB").resize((cell, cell), Image.Resampling.LANCZOS),
                    (x + 3, y + 3))
-        words, lines = caption.split(), [""]
-        for word in words:  # wrap to the cell width (about 21 characters of the default font)
-            lines[-1] = f"{lines[-1]} {word}".strip() if len(lines[-1]) + len(word) < 21 \
-                else lines[-1]
-            if word not in lines[-1].split():
-                lines.append(word)
+        lines = textwrap.wrap(caption, 21)  # about the cell width in the default font
         draw.multiline_text((x + 2, y + cell + 7), "\n".join(lines[:2]), fill=(0, 0, 0),
                             spacing=1)
     grid.save(path)
