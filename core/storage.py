@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,6 +56,19 @@ class LocalStorage:
 
     def url(self, key: str, base_url: str) -> str:
         return f"{base_url.rstrip('/')}/files/{_safe_key(key)}"
+
+    def purge_older_than(self, seconds: float) -> int:
+        """Delete stored files older than `seconds` (expired URLs); returns how many."""
+        cutoff = time.time() - seconds
+        removed = 0
+        for path in self.root.rglob("*"):
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue  # raced with another purge or a writer: nothing to do
+        return removed
 
 
 class S3Storage:

@@ -23,7 +23,7 @@ from core.errors import OpenAIError, bad_request
 from core.reaping import reap
 from core.redis_checks import check_redis_policy
 from core.settings import GatewaySettings
-from core.storage import S3Storage, make_storage
+from core.storage import LocalStorage, S3Storage, make_storage
 from service.auth import KeyChecker, parse_key_hashes
 from service.limits import KeyQuota
 from service.metrics import GatewayMetrics
@@ -48,6 +48,16 @@ async def _reap_forever(redis: Redis, queues: list[str], every: float = 5.0) -> 
             await run_in_threadpool(reap, redis, queues)
         except Exception as exc:  # Redis away: the next pass tries again
             log.debug("reaper pass failed: %s", exc)
+
+
+async def _purge_forever(storage: LocalStorage, ttl: float, every: float = 600.0) -> None:
+    """Local files outlive their URLs by at most `every` seconds (S3 URLs expire by signature;
+    give the bucket a lifecycle rule to delete the objects)."""
+    while True:
+        await asyncio.sleep(min(every, ttl))
+        removed = await run_in_threadpool(storage.purge_older_than, ttl)
+        if removed:
+            log.info("purged %d expired local file(s)", removed)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -81,8 +91,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await waiter.start()
         reaper = asyncio.create_task(_reap_forever(sync_redis, [p.queue for p in
                                                                catalog.pipelines.values()]))
+        purger = (asyncio.create_task(_purge_forever(storage, settings.url_ttl_seconds))
+                  if isinstance(storage, LocalStorage) else None)
         yield
         reaper.cancel()
+        if purger is not None:
+            purger.cancel()
         await waiter.stop()
         await async_redis.aclose()
         sync_redis.close()

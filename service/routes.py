@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -121,4 +122,6 @@ async def files(request: Request, key: str) -> Response:
         raise OpenAIError(404, "Not found.", code="not_found") from exc
     if not path.is_file() or storage.root not in path.resolve().parents:
         raise OpenAIError(404, "Not found.", code="not_found")
+    if time.time() - path.stat().st_mtime > _state(request).settings.url_ttl_seconds:
+        raise OpenAIError(404, "This image URL has expired.", code="expired")
     return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})

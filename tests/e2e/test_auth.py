@@ -52,3 +52,19 @@ def test_required_auth_without_keys_refuses_to_start(stack: Stack) -> None:
 
     with pytest.raises(RuntimeError, match="EASEL_API_KEYS"):
         create_app(GatewaySettings(redis_url=stack.redis.url, auth="required", api_keys=""))
+
+
+def test_per_key_rate_limit_and_concurrency(stack: Stack) -> None:
+    env = dict(stack.env, EASEL_AUTH="required", EASEL_API_KEYS=f"carol:{hash_key('sk-carol')}",
+               EASEL_KEY_REQUESTS_PER_MINUTE="3")
+    gw = Gateway(env).start()
+    try:
+        c = openai.OpenAI(base_url=f"{gw.base_url}/v1", api_key="sk-carol", max_retries=0)
+        for _ in range(3):
+            c.images.generate(prompt="a red circle", size="256x256", response_format="b64_json",
+                              extra_body=FAST)
+        with pytest.raises(openai.RateLimitError) as limited:
+            c.images.generate(prompt="a red circle", size="256x256", extra_body=FAST)
+        assert limited.value.response.headers.get("retry-after")
+    finally:
+        gw.stop()
