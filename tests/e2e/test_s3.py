@@ -85,3 +85,42 @@ def test_generation_through_s3(stack: Stack, seaweed: SeaweedS3) -> None:
     finally:
         gateway.stop()
         stop(worker)
+
+
+def test_storage_outage_is_a_clean_error_and_recovers(stack: Stack, tmp_path_factory:
+                                                      pytest.TempPathFactory) -> None:
+    s3 = SeaweedS3(tmp_path_factory.mktemp("seaweed-outage")).start()
+    try:
+        _storage(s3, "outage")
+        env = dict(stack.env, **s3.env("outage"), EASEL_JOB_RETRIES="0",
+                   EASEL_REDIS_URL=stack.redis.url.replace("/0", "/2"))
+        worker = start_worker(env, "outage-worker")
+        gateway = Gateway(env).start()
+        try:
+            wait_ready(gateway.base_url)
+            import openai
+
+            client = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="x",
+                                   max_retries=0, timeout=120)
+
+            def generate() -> str | None:
+                r = client.images.generate(prompt="a red square", size="256x256",
+                                           model="dall-e-2", extra_body=FAST)
+                return r.data[0].url
+
+            assert generate()
+            s3.stop()
+            with pytest.raises(openai.InternalServerError) as failed:
+                generate()
+            assert "S3" in str(failed.value) or "storage" in str(failed.value).lower()
+            s3.start()  # same directory and ports: no Easel process is restarted
+            _storage(s3, "outage")
+            url = generate()
+            assert url
+            with urllib.request.urlopen(url) as resp:
+                assert resp.status == 200
+        finally:
+            gateway.stop()
+            stop(worker)
+    finally:
+        s3.stop()
