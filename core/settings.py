@@ -59,6 +59,13 @@ class WorkerSettings(CommonSettings):
     device: str = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     name: str = ""
+    # GPU settings, all off by default (docs/deploy.md#gpu-settings): channels-last memory layout,
+    # torch.compile of the UNet, VAE tiling/slicing for large sizes, model CPU offload.
+    channels_last: bool = False
+    compile: bool = False
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    cpu_offload: bool = False
     max_batch_images: int = 8  # cross-request batching; 1 turns it off
     max_batch_wait_ms: int = 10  # how long to gather compatible jobs after taking one
     metrics_port: int = 9100  # Prometheus /metrics of this worker; 0 disables it

@@ -66,8 +66,37 @@ def torch_dtype(name: str) -> Any:
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
-def load_pipeline(spec: PipelineSpec, device: str = "cpu",
-                  dtype: str = "float32") -> LoadedPipeline:
+@dataclass(frozen=True)
+class Tuning:
+    """Speed settings for GPUs (attention is already PyTorch SDPA in current diffusers)."""
+
+    channels_last: bool = False
+    compile: bool = False
+    vae_tiling: bool = False  # decode large images tile by tile: less memory, same output
+    vae_slicing: bool = False  # decode a batch one image at a time
+    cpu_offload: bool = False  # keep modules on the CPU until used: small cards
+
+
+def _tune(pipe: Any, device: str, tuning: Tuning) -> Any:
+    import torch
+
+    if tuning.cpu_offload and device.startswith("cuda"):
+        pipe.enable_model_cpu_offload()  # moves modules itself: no .to(device)
+    else:
+        pipe = pipe.to(device)
+    if tuning.channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+    if tuning.vae_tiling:
+        pipe.vae.enable_tiling()
+    if tuning.vae_slicing:
+        pipe.vae.enable_slicing()
+    if tuning.compile:
+        pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=False)
+    return pipe
+
+
+def load_pipeline(spec: PipelineSpec, device: str = "cpu", dtype: str = "float32",
+                  tuning: Tuning | None = None) -> LoadedPipeline:
     from diffusers import AutoPipelineForText2Image
 
     t0 = time.perf_counter()
@@ -75,7 +104,7 @@ def load_pipeline(spec: PipelineSpec, device: str = "cpu",
     # An explicit dtype: fp16-saved weights loaded without one mix fp16 and fp32 modules.
     pipe = AutoPipelineForText2Image.from_pretrained(
         source, dtype=torch_dtype(dtype), safety_checker=None, requires_safety_checker=False)
-    pipe = pipe.to(device)
+    pipe = _tune(pipe, device, tuning or Tuning())
     pipe.set_progress_bar_config(disable=True)
     seconds = time.perf_counter() - t0
     log.info("loaded pipeline %s from %s in %.2fs", spec.name, source, seconds)

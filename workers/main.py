@@ -35,7 +35,7 @@ def run(settings: WorkerSettings) -> None:
     transformers.logging.disable_progress_bar()
     diffusers_logging.disable_progress_bar()
 
-    from models.loading import load_pipeline
+    from models.loading import Tuning, load_pipeline
 
     torch.set_num_threads(settings.threads)
     catalog = load_catalog(settings.models_file)
@@ -43,7 +43,9 @@ def run(settings: WorkerSettings) -> None:
     unknown = [n for n in names if n not in catalog.pipelines]
     if unknown:
         raise SystemExit(f"unknown pipelines {unknown}; the catalog has {list(catalog.pipelines)}")
-    pipelines = {n: load_pipeline(catalog.pipelines[n], settings.device, settings.dtype)
+    tuning = Tuning(settings.channels_last, settings.compile, settings.vae_tiling,
+                    settings.vae_slicing, settings.cpu_offload)
+    pipelines = {n: load_pipeline(catalog.pipelines[n], settings.device, settings.dtype, tuning)
                  for n in names}
     storage = make_storage(settings)
     metrics = WorkerMetrics()
