@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from core.errors import OpenAIError, model_not_found
 from core.storage import LocalStorage, StorageError
 from service.bodies import read_json
+from service.openapi import EDIT_BODY, GENERATION_BODY, VARIATION_BODY
 from service.serving import RequestContext
 from service.uploads import read_upload
 
@@ -41,7 +42,7 @@ def _context(request: Request) -> RequestContext:
     return ctx
 
 
-@router.post("/v1/images/generations")
+@router.post("/v1/images/generations", openapi_extra=GENERATION_BODY)
 async def generations(request: Request) -> Response:
     st = _state(request)
     body = await read_json(request, st.settings.max_body_bytes)
@@ -55,12 +56,12 @@ async def _transform(request: Request, kind: str) -> Response:
                                              _context(request)))
 
 
-@router.post("/v1/images/edits")
+@router.post("/v1/images/edits", openapi_extra=EDIT_BODY)
 async def edits(request: Request) -> Response:
     return await _transform(request, "edit")
 
 
-@router.post("/v1/images/variations")
+@router.post("/v1/images/variations", openapi_extra=VARIATION_BODY)
 async def variations(request: Request) -> Response:
     return await _transform(request, "variation")
 

@@ -4,20 +4,23 @@
 
 // /v1/models lists ids only, so the page carries each family's rules (a copy of
 // core/catalog.py FAMILIES). Ids from a custom catalog fall back to the Easel rules; the server
-// validates anyway and its message is shown if a choice is refused.
+// validates anyway and its message is shown if a choice is refused. `streaming`: the family
+// answers `stream: true` (one image) with partial previews, shown live in the gallery.
 const FAMILIES = {
   easel: { sizes: ['64x64', '128x128', '256x256', '512x512', '1024x1024'], size: '256x256',
     maxN: 10, qualities: ['standard', 'hd', 'low', 'medium', 'high', 'auto'],
-    styles: ['vivid', 'natural'] },
+    styles: ['vivid', 'natural'], streaming: true },
   'dall-e-2': { sizes: ['256x256', '512x512', '1024x1024'], size: '256x256', maxN: 10,
-    qualities: ['standard'], styles: [] },
+    qualities: ['standard'], styles: [], streaming: false },
   'dall-e-3': { sizes: ['1024x1024', '1792x1024', '1024x1792'], size: '1024x1024', maxN: 1,
-    qualities: ['standard', 'hd'], styles: ['vivid', 'natural'] },
+    qualities: ['standard', 'hd'], styles: ['vivid', 'natural'], streaming: false },
+  // gpt-image answers b64_json only (which the page always asks for) and has no style.
   'gpt-image': { sizes: ['auto', '1024x1024', '1536x1024', '1024x1536'], size: 'auto',
-    maxN: 10, qualities: ['auto', 'low', 'medium', 'high'], styles: [] },
+    maxN: 10, qualities: ['auto', 'low', 'medium', 'high'], styles: [], streaming: true },
 };
 const DEFAULT_MODEL = 'easel-shapes';
-const FALLBACK_MODELS = ['easel-shapes', 'dall-e-2', 'dall-e-3'];
+const FALLBACK_MODELS = ['easel-shapes', 'dall-e-2', 'dall-e-3', 'gpt-image-1'];
+const PARTIALS = 3;  // previews asked for while a streamed image renders (the API allows 0-3)
 const KEY_STORAGE = 'easel.apiKey';
 const EXTEND_FRACTION = 0.25;
 
@@ -40,6 +43,9 @@ function familyOf(model) {
   return FAMILIES.easel;
 }
 
+// Streaming returns exactly one image, so it is used for n == 1 only; otherwise the page waits.
+const canStream = (model, n) => familyOf(model).streaming && n === 1;
+
 // Keeps the current choice when the new list has it, unless `keep` is false.
 function fillSelect(select, values, preferred, emptyLabel, keep = true) {
   const previous = keep ? select.value : undefined;
@@ -53,12 +59,25 @@ function fillSelect(select, values, preferred, emptyLabel, keep = true) {
 // ---- talking to the API ---------------------------------------------------------------------
 
 class ApiError extends Error {
-  constructor(message, status) { super(message); this.status = status; }
+  constructor(message, status, param) { super(message); this.status = status; this.param = param; }
 }
 
 // One place for every request: adds the key, and turns any failure into a readable ApiError
 // carrying the server's own envelope message (never a bare "Failed" or a swallowed error).
 async function api(path, body) {
+  const res = await send(path, body);
+  let data = null;
+  try { data = await res.json(); } catch { /* not JSON: described below from the status */ }
+  if (!res.ok) throw errorOf(res, data);
+  return data;
+}
+
+function errorOf(res, data) {
+  const message = data?.error?.message || `The server answered ${res.status} ${res.statusText}.`;
+  return new ApiError(message, res.status, data?.error?.param);
+}
+
+async function send(path, body) {
   const headers = {};
   const key = els.key.value.trim();
   if (key) headers.Authorization = `Bearer ${key}`;
@@ -69,19 +88,85 @@ async function api(path, body) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
-  let res;
   try {
-    res = await fetch(path, init);
+    return await fetch(path, init);
   } catch (err) {
     throw new ApiError(`Could not reach the Easel server (${err.message}).`, 0);
   }
-  let data = null;
-  try { data = await res.json(); } catch { /* not JSON: described below from the status */ }
-  if (!res.ok) {
-    const message = data?.error?.message || `The server answered ${res.status} ${res.statusText}.`;
-    throw new ApiError(message, res.status);
+}
+
+// A `stream: true` request: server-sent events over a POST, so fetch + ReadableStream rather
+// than EventSource (GET only). Calls onPartial with each `*.partial_image` payload and returns
+// the `*.completed` one in the shape of an ordinary response ({ data: [...] }). Errors before
+// the stream starts are ordinary JSON answers; one after it is an `error` event.
+async function apiStream(path, body, onPartial) {
+  const res = await send(path, body);
+  if (!res.ok || !(res.headers.get('Content-Type') || '').startsWith('text/event-stream')) {
+    let data = null;
+    try { data = await res.json(); } catch { /* described from the status */ }
+    if (!res.ok) throw errorOf(res, data);
+    return data;  // a server that answered without streaming: an ordinary response
   }
-  return data;
+  let completed = null;
+  const handle = (event, text) => {
+    let data;
+    try { data = JSON.parse(text); } catch {
+      throw new ApiError('The server sent a progress update the page could not read.', 0);
+    }
+    if (event === 'error' || data.error) {
+      throw new ApiError(data.error?.message || 'The image failed while it was being made.',
+        0, data.error?.param);
+    }
+    const type = data.type || event;
+    if (type.endsWith('.partial_image')) onPartial(data);
+    else if (type.endsWith('.completed')) completed = data;
+  };
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  try {
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        throw new ApiError('The connection to the Easel server broke off before the image was '
+          + `finished (${err.message}).`, 0);
+      }
+      if (chunk.value) buffer += chunk.value;
+      // An event ends at a blank line; a half-received one waits in the buffer.
+      let end;
+      while ((end = buffer.search(/\r\n\r\n|\n\n|\r\r/)) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + (buffer.startsWith('\r\n', end) ? 4 : 2));
+        dispatch(block, handle);
+      }
+      if (chunk.done) break;
+    }
+    if (buffer.trim()) dispatch(buffer, handle);
+  } finally {
+    reader.cancel().catch(() => {});  // stop reading after an error event (or a page error)
+  }
+  if (!completed) {
+    throw new ApiError('The server closed the stream before the image was finished. '
+      + 'Try again.', 0);
+  }
+  return { data: [{ b64_json: completed.b64_json, format: completed.output_format }] };
+}
+
+// One server-sent event block: `event:` names it, `data:` lines (joined by newlines) carry it.
+function dispatch(block, handle) {
+  let event = 'message';
+  const data = [];
+  for (const line of block.split(/\r\n|\n|\r/)) {
+    if (!line || line.startsWith(':')) continue;  // a comment (keep-alive)
+    const colon = line.indexOf(':');
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? '' : line.slice(colon + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'event') event = value;
+    else if (field === 'data') data.push(value);
+  }
+  if (data.length) handle(event, data.join('\n'));
 }
 
 function showError(err) {
@@ -94,8 +179,9 @@ function showError(err) {
 
 function clearError() { els.error.hidden = true; els.error.textContent = ''; }
 
-// The API cannot stream yet, so a request is a wait of seconds to minutes: show a spinner with
-// the elapsed time, disable the submit buttons (one request at a time) and mark the area busy.
+// A request is a wait of seconds to minutes: show a spinner with the elapsed time, disable the
+// submit buttons (one request at a time) and mark the area busy. Streamed requests also show
+// their previews in a pending gallery card (see streamInto).
 let busy = false;
 async function run(label, task) {
   if (busy) return;
@@ -168,9 +254,9 @@ function extensions() {
 let nextId = 0;
 const items = new Map();  // id -> { blob, url, width, height, params }
 
-function b64ToBlob(b64) {
+function b64ToBlob(b64, format = 'png') {
   const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  return new Blob([bytes], { type: 'image/png' });
+  return new Blob([bytes], { type: `image/${format}` });
 }
 
 async function addItem(blob, params) {
@@ -210,16 +296,93 @@ async function addItem(blob, params) {
   return node;
 }
 
-// Newest first, but a batch keeps its own order (image i used seed + i).
-async function addResults(response, params) {
+// Newest first, but a batch keeps its own order (image i used seed + i). A streamed result
+// takes the place of its pending card (and records how many previews that card showed).
+async function addResults(response, params, pending = null) {
   const nodes = [];
   for (const d of response.data) {
-    const blob = d.b64_json ? b64ToBlob(d.b64_json) : await (await fetch(d.url)).blob();
-    nodes.push(await addItem(blob, { ...params, seed: d.seed }));
+    const blob = d.b64_json ? b64ToBlob(d.b64_json, d.format || response.output_format)
+      : await (await fetch(d.url)).blob();
+    nodes.push(await addItem(blob, { ...params, seed: d.seed ?? params.seed }));
   }
-  els.gallery.prepend(...nodes);
+  if (pending?.node.isConnected) {
+    for (const node of nodes) node.dataset.partials = String(pending.shown);
+    pending.node.replaceWith(...nodes);
+  } else {
+    els.gallery.prepend(...nodes);
+  }
   els.empty.hidden = true;
 }
+
+// ---- live previews (stream: true) -------------------------------------------------------------
+
+// The card a streamed image renders into: a spinner until the first preview, then each preview
+// as the picture sharpens ("preview 1/3", ...); the result card replaces it at the end.
+class PendingCard {
+  constructor(params, size) {
+    this.params = params;
+    this.shown = 0;
+    this.url = null;
+    this.node = $('pending-template').content.firstElementChild.cloneNode(true);
+    this.img = this.node.querySelector('img');
+    this.badge = this.node.querySelector('.badge-text');
+    this.progress = this.node.querySelector('.progress');
+    const [w, h] = size === 'auto' || !size ? [1, 1] : dims(size);
+    this.node.querySelector('.frame').style.aspectRatio = `${w} / ${h}`;
+    this.node.querySelector('.prompt').textContent = params.prompt || '';
+    this.node.dataset.partials = '0';
+    els.gallery.prepend(this.node);
+    els.empty.hidden = true;
+  }
+
+  show(partial) {
+    const k = (Number(partial.partial_image_index) || 0) + 1;
+    const url = URL.createObjectURL(b64ToBlob(partial.b64_json, partial.output_format));
+    this.img.src = url;
+    this.img.alt = `Preview ${k} of ${PARTIALS}: ${this.params.prompt}`;
+    this.img.hidden = false;
+    if (this.url) URL.revokeObjectURL(this.url);
+    this.url = url;
+    this.shown += 1;
+    this.node.dataset.partials = String(this.shown);
+    this.node.classList.add('has-preview');
+    this.badge.textContent = `preview ${k}/${PARTIALS}`;
+    this.progress.textContent = k < PARTIALS ? 'Sharpening…' : 'Finishing…';
+    els.statusText.textContent = `${this.label}… preview ${k}/${PARTIALS}`;
+  }
+
+  remove() {
+    this.node.remove();
+    if (this.url) URL.revokeObjectURL(this.url);
+    this.url = null;
+    if (!els.gallery.children.length) els.empty.hidden = false;
+  }
+}
+
+// Sends one request, streamed when `stream` is set, and puts the result in the gallery.
+// `make(stream)` builds the body for either way. A server that refuses streaming for this model
+// (a custom catalog id with other rules) gets the same request again without it.
+async function request(path, make, params, stream, label, size) {
+  if (stream) {
+    const card = new PendingCard(params, size);
+    card.label = label;
+    try {
+      const res = await apiStream(path, make(true), (p) => card.show(p));
+      await addResults(res, params, card);
+      return;
+    } catch (err) {
+      if (!(err.status === 400 && ['stream', 'partial_images'].includes(err.param))) throw err;
+    } finally {
+      card.remove();  // a no-op once the result has replaced it
+    }
+    els.statusText.textContent = `${label}…`;
+  }
+  await addResults(await api(path, make(false)), params);
+}
+
+// The seed of a streamed image is not in the stream's events, so the page picks it itself
+// (as the server would) to show it on the result and keep the image reproducible.
+const randomSeed = () => Math.floor(Math.random() * 2 ** 31);
 
 els.gallery.addEventListener('click', (e) => {
   const button = e.target.closest('button');
@@ -245,12 +408,14 @@ function generate() {
   if (!els.style.disabled) body.style = els.style.value;
   if (els.guidance.value !== '') body.guidance_scale = Number(els.guidance.value);
   if (els.negative.value.trim()) body.negative_prompt = els.negative.value.trim();
+  const stream = canStream(body.model, body.n);
+  if (stream && body.seed === undefined) body.seed = randomSeed();
   const label = body.n > 1 ? `Generating ${body.n} images` : 'Generating';
-  return run(label, async () => {
-    const res = await api('/v1/images/generations', body);
-    await addResults(res, { kind: 'generation', model: body.model, prompt,
-      steps: body.steps, quality: body.quality, style: body.style });
-  });
+  const make = (streamed) => (streamed
+    ? { ...body, stream: true, partial_images: PARTIALS } : body);
+  return run(label, () => request('/v1/images/generations', make,
+    { kind: 'generation', model: body.model, prompt, seed: body.seed, steps: body.steps,
+      quality: body.quality, style: body.style }, stream, label, body.size));
 }
 
 els.form.addEventListener('submit', (e) => { e.preventDefault(); generate(); });
@@ -502,21 +667,32 @@ async function submitEdit() {
     return;
   }
   const model = els.model.value;
-  const form = new FormData();
-  form.append('image', await pngOf(els.image), 'image.png');
-  // Without paint, the image's own transparent margin is the edit area (outpainting): no mask.
-  if (mask.paintedAny) form.append('mask', await pngOf(mask.canvas), 'mask.png');
-  form.append('prompt', prompt);
-  form.append('model', model);
-  form.append('n', String(Math.min(Number(els.editN.value) || 1, familyOf(model).maxN)));
-  form.append('size', els.editSize.value);
-  form.append('response_format', 'b64_json');
+  const n = Math.min(Number(els.editN.value) || 1, familyOf(model).maxN);
+  const size = els.editSize.value;
+  const stream = canStream(model, n);
   const ext = extensions();
-  for (const [k, v] of Object.entries(ext)) form.append(k, String(v));
-  await run('Editing', async () => {
-    const res = await api('/v1/images/edits', form);
-    await addResults(res, { kind: 'edit', model, prompt, steps: ext.steps });
-  });
+  if (stream && ext.seed === undefined) ext.seed = randomSeed();
+  const image = await pngOf(els.image);
+  // Without paint, the image's own transparent margin is the edit area (outpainting): no mask.
+  const maskPng = mask.paintedAny ? await pngOf(mask.canvas) : null;
+  const make = (streamed) => {
+    const form = new FormData();
+    form.append('image', image, 'image.png');
+    if (maskPng) form.append('mask', maskPng, 'mask.png');
+    form.append('prompt', prompt);
+    form.append('model', model);
+    form.append('n', String(n));
+    form.append('size', size);
+    form.append('response_format', 'b64_json');
+    for (const [k, v] of Object.entries(ext)) form.append(k, String(v));
+    if (streamed) {
+      form.append('stream', 'true');
+      form.append('partial_images', String(PARTIALS));
+    }
+    return form;
+  };
+  await run('Editing', () => request('/v1/images/edits', make,
+    { kind: 'edit', model, prompt, seed: ext.seed, steps: ext.steps }, stream, 'Editing', size));
 }
 
 els.editForm.addEventListener('submit', (e) => { e.preventDefault(); submitEdit(); });
