@@ -189,3 +189,34 @@ def test_full_queue_answers_429_with_retry_after(rig: Rig) -> None:
         assert box["result"].status_code == 200
     finally:
         gateway.stop()
+
+
+def test_disconnect_cancels_a_queued_job_when_configured(rig: Rig) -> None:
+    env = dict(rig.env, EASEL_ON_DISCONNECT="cancel")
+    gateway = Gateway(env).start()
+    try:
+        rig.worker("w")
+        wait_ready(gateway.base_url)
+        url = f"{gateway.base_url}/v1/images/generations"
+        body = {"prompt": "a red circle", "model": "easel-shapes", "size": "64x64", **SLOW}
+        first, _ = _in_background(lambda: httpx.post(url, json=body, timeout=120))
+        _busy(rig.redis.url)
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up while its job is queued
+            httpx.post(url, json=body, timeout=httpx.Timeout(120, read=1.5))
+        redis = Redis.from_url(rig.redis.url)
+        from rq import Queue
+        from rq.job import Job
+        from rq.serializers import JSONSerializer
+
+        deadline = time.time() + 10
+        canceled: list[str] = []
+        while not canceled and time.time() < deadline:
+            q = Queue("easel:shapes", connection=redis, serializer=JSONSerializer)
+            canceled = q.canceled_job_registry.get_job_ids()
+            time.sleep(0.1)
+        assert len(canceled) == 1
+        job = Job.fetch(canceled[0], connection=redis, serializer=JSONSerializer)
+        assert job.get_status() == "canceled"
+        first.join(120)
+    finally:
+        gateway.stop()
