@@ -319,8 +319,9 @@ async function addResults(response, params, pending = null) {
 // The card a streamed image renders into: a spinner until the first preview, then each preview
 // as the picture sharpens ("preview 1/3", ...); the result card replaces it at the end.
 class PendingCard {
-  constructor(params, size) {
+  constructor(params, size, label) {
     this.params = params;
+    this.label = label;
     this.shown = 0;
     this.url = null;
     this.node = $('pending-template').content.firstElementChild.cloneNode(true);
@@ -364,8 +365,7 @@ class PendingCard {
 // (a custom catalog id with other rules) gets the same request again without it.
 async function request(path, make, params, stream, label, size) {
   if (stream) {
-    const card = new PendingCard(params, size);
-    card.label = label;
+    const card = new PendingCard(params, size, label);
     try {
       const res = await apiStream(path, make(true), (p) => card.show(p));
       await addResults(res, params, card);

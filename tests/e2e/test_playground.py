@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ if not CHROMIUM.exists():
 from playwright.sync_api import (  # noqa: E402
     Browser,
     Page,
+    Route,
     ViewportSize,
     expect,
     sync_playwright,
@@ -50,8 +52,10 @@ def browser() -> Iterator[Browser]:
 
 
 def open_page(browser: Browser, url: str, viewport: tuple[int, int] = LAPTOP,
-              **kw: object) -> tuple[Page, list[str]]:
-    """A fresh context (own sessionStorage) on `url`; the list collects JS errors."""
+              scripts: tuple[str, ...] = (), **kw: object) -> tuple[Page, list[str]]:
+    """A fresh context (own sessionStorage) on `url`; the list collects JS errors.
+
+    `scripts` run in the page before its own (after the form recorder)."""
     # Reduced motion: the page then scrolls to the editor at once, so boxes hold still.
     size = ViewportSize(width=viewport[0], height=viewport[1])
     ctx = browser.new_context(viewport=size, reduced_motion="reduce",
@@ -64,6 +68,8 @@ def open_page(browser: Browser, url: str, viewport: tuple[int, int] = LAPTOP,
     page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:"))
             else errors.append(f"outside request: {r.url}"))
     page.add_init_script(RECORD_FORMS)
+    for script in scripts:
+        page.add_init_script(script)
     page.goto(url + "/")
     expect(page.locator("#model option[value=easel-shapes]")).to_be_attached()
     return page, errors
@@ -120,6 +126,50 @@ window.fetch = async (input, init) => {
   return realFetch(input, init);
 };
 """
+
+
+# Holds back every server-sent event after the partial images until the test calls
+# window.__release(), so the pending card can be inspected (and photographed) mid-stream however
+# fast the worker renders. The page still reads a real stream from the real server.
+HOLD_COMPLETED = """
+window.__events = [];
+const fetchBeforeHold = window.fetch;
+window.fetch = async (input, init) => {
+  const res = await fetchBeforeHold(input, init);
+  if (!(res.headers.get('Content-Type') || '').startsWith('text/event-stream')) return res;
+  const released = new Promise((resolve) => { window.__release = resolve; });
+  const enc = new TextEncoder();
+  const dec = new TextDecoder();
+  let buf = '';
+  const hold = new TransformStream({
+    async transform(chunk, out) {
+      buf += dec.decode(chunk, { stream: true });
+      let end;
+      while ((end = buf.indexOf('\\n\\n')) >= 0) {
+        const event = buf.slice(0, end + 2);
+        buf = buf.slice(end + 2);
+        const name = (event.match(/^event: (.*)$/m) || [])[1];
+        window.__events.push(name);
+        if (!name.endsWith('.partial_image')) await released;
+        out.enqueue(enc.encode(event));
+      }
+    },
+    flush(out) { if (buf) out.enqueue(enc.encode(buf)); },
+  });
+  return new Response(res.body.pipeThrough(hold),
+                      { status: res.status, statusText: res.statusText, headers: res.headers });
+};
+"""
+
+
+# An <img>'s pixels as a PNG data URL (the CSP keeps fetch() away from blob: URLs).
+PIXELS = """i => {
+  const c = document.createElement('canvas');
+  c.width = i.naturalWidth;
+  c.height = i.naturalHeight;
+  c.getContext('2d').drawImage(i, 0, 0);
+  return c.toDataURL('image/png');
+}"""
 
 
 def sent_form(page: Page, path: str) -> dict[str, bytes]:
@@ -189,9 +239,13 @@ def test_paint_mask_and_edit(page: Page) -> None:
     assert alpha.getpixel((14, 28)) == 0 and alpha.getpixel((60, 5)) == 255
     assert parts["prompt"] == b"a green circle to the left of a blue square"
     assert parts["steps"] == b"4" and parts["response_format"] == b"b64_json"
+    # n = 1 with easel-shapes: the edit streams, with its previews in a pending card.
+    assert parts["stream"] == b"true" and parts["partial_images"] == b"3"
     expect(page.get_by_test_id("result-image")).to_have_count(2)
     expect(page.get_by_test_id("error")).to_be_hidden()
+    expect(page.get_by_test_id("pending")).to_have_count(0)
     assert shown_params(page)["kind"] == "edit"
+    assert shown_params(page)["seed"].isdigit()  # picked by the page, as streams carry none
     shot(page, "edited")
 
 
@@ -233,6 +287,121 @@ def test_variations_of_a_result(page: Page) -> None:
     expect(page.get_by_test_id("error")).to_be_hidden()
     assert shown_params(page)["kind"] == "variation"
     shot(page, "variation")
+
+
+@pytest.mark.browser
+def test_streaming_shows_previews_before_the_result(browser: Browser, stack: Stack) -> None:
+    page, errors = open_page(browser, stack.base_url, scripts=(HOLD_COMPLETED,))
+    page.get_by_test_id("prompt").fill("a red circle to the left of a blue square")
+    page.select_option("#size", "128x128")
+    page.click("details.advanced summary")
+    page.get_by_test_id("steps").fill("12")
+    page.get_by_test_id("seed").fill("21")
+    with page.expect_request("**/v1/images/generations") as sent:
+        page.get_by_test_id("generate").click()
+    body = sent.value.post_data_json
+    assert body["stream"] is True and body["partial_images"] == 3
+    assert body["n"] == 1 and body["steps"] == 12 and body["seed"] == 21
+    # The completed event is held back: wait until it arrived, so every preview before it is in.
+    page.wait_for_function("() => window.__events.some(e => !e.endsWith('.partial_image'))")
+    events = page.evaluate("window.__events")
+    assert events[-1] == "image_generation.completed", events
+    previews = events.count("image_generation.partial_image")
+    assert previews >= 1, events
+    pending = page.get_by_test_id("pending")
+    expect(pending).to_have_attribute("data-partials", str(previews))
+    preview = pending.get_by_test_id("partial-image")
+    expect(preview).to_be_visible()
+    page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=preview.element_handle())
+    assert preview.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [128, 128]
+    expect(pending).to_contain_text(f"preview {previews}/3")
+    expect(pending).to_contain_text("a red circle to the left of a blue square")
+    expect(page.get_by_role("status")).to_contain_text(f"preview {previews}/3")
+    expect(page.get_by_test_id("result-image")).to_have_count(0)
+    preview_pixels = preview.evaluate(PIXELS)
+    shot(page, "streaming-preview", full=False)
+    # Let the completed event through: the result takes the pending card's place.
+    page.evaluate("window.__release()")
+    expect(page.get_by_test_id("result-image")).to_have_count(1)
+    expect(pending).to_have_count(0)
+    expect(page.get_by_role("status")).to_be_hidden()
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    item = page.locator(".item").first
+    expect(item).to_have_attribute("data-partials", str(previews))
+    assert natural_size(page) == (128, 128)
+    assert shown_params(page) == {"kind": "generation", "model": "easel-shapes",
+                                  "size": "128x128", "seed": "21", "steps": "12",
+                                  "quality": "standard", "style": "vivid"}
+    # The last preview was a stage on the way, not the result itself.
+    assert item.get_by_test_id("result-image").evaluate(PIXELS) != preview_pixels
+    shot(page, "streamed", full=False)
+    page.context.close()
+    assert errors == []
+
+
+@pytest.mark.browser
+def test_stream_error_and_waiting_mode(page: Page) -> None:
+    """A mid-stream `error` event shows its message; dall-e ids and n > 1 do not stream."""
+    message = "The worker stopped while rendering this image; try again."
+
+    def fail_midway(route: Route) -> None:
+        real = route.fetch().text()  # the real stream; keep its first preview, then fail
+        first = real.split("\n\n")[0]
+        assert first.startswith("event: image_generation.partial_image")
+        error = {"error": {"message": message, "type": "server_error", "param": None,
+                           "code": "worker_lost"}}
+        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"},
+                      body=f"{first}\n\nevent: error\ndata: {json.dumps(error)}\n\n")
+
+    page.route("**/v1/images/generations", fail_midway)
+    page.get_by_test_id("prompt").fill("three green triangles")
+    page.select_option("#size", "64x64")
+    page.click("details.advanced summary")
+    page.get_by_test_id("steps").fill("4")
+    page.get_by_test_id("generate").click()
+    expect(page.get_by_test_id("error")).to_have_text(message)
+    expect(page.get_by_test_id("pending")).to_have_count(0)
+    expect(page.get_by_test_id("result-image")).to_have_count(0)
+    expect(page.locator("#empty")).to_be_visible()
+    expect(page.get_by_test_id("generate")).to_be_enabled()
+    shot(page, "stream-error", full=False)
+    page.unroute("**/v1/images/generations")
+    # dall-e-2 cannot stream: the request goes out without it and the spinner does the waiting.
+    page.select_option("#model", "dall-e-2")
+    page.select_option("#size", "256x256")
+    with page.expect_request("**/v1/images/generations") as sent:
+        generate(page, "three green triangles", size="256x256", seed="2")
+    assert "stream" not in sent.value.post_data_json
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    # Nor does a batch: n = 2 with easel-shapes waits for both images.
+    page.select_option("#model", "easel-shapes")
+    with page.expect_request("**/v1/images/generations") as sent:
+        generate(page, "three green triangles", seed="2", n="2")
+    assert "stream" not in sent.value.post_data_json
+    assert page.locator(".item[data-partials]").count() == 0
+
+
+@pytest.mark.browser
+def test_gpt_image_model(page: Page) -> None:
+    """gpt-image ids: their own sizes and qualities, no style, b64_json, and a streamed result."""
+    page.select_option("#model", "gpt-image-1")
+    options = "s => [...s.options].map(o => o.value)"
+    assert page.locator("#size").evaluate(options) == ["auto", "1024x1024", "1536x1024",
+                                                       "1024x1536"]
+    assert page.locator("#quality").evaluate(options) == ["auto", "low", "medium", "high"]
+    expect(page.locator("#style")).to_be_disabled()
+    with page.expect_request("**/v1/images/generations") as sent:
+        generate(page, "a yellow square at the top", size="1536x1024", seed="8")
+    body = sent.value.post_data_json
+    assert body["stream"] is True and body["response_format"] == "b64_json"
+    assert "style" not in body and body["quality"] == "auto"
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    assert natural_size(page) == (1536, 1024)
+    assert shown_params(page)["model"] == "gpt-image-1"
+    # gpt-image offers no variations: the server's own words say so.
+    page.locator(".item").first.get_by_test_id("variations").click()
+    expect(page.get_by_test_id("error")).to_contain_text(
+        "Model 'gpt-image-1' does not support image variations.")
 
 
 @pytest.mark.browser
