@@ -149,6 +149,14 @@ def test_redis_restart_503_then_recovery_and_queued_jobs_survive(rig: Rig) -> No
     ok = rig.client().images.generate(prompt="a red circle", size="256x256",
                                       response_format="b64_json", extra_body={"steps": 4})
     assert ok.data[0].b64_json
+    # Again with the worker running: it reconnects by itself, nobody restarts it.
+    rig.redis.stop()
+    time.sleep(2)
+    rig.redis.start()
+    wait_ready(rig.gateway.base_url, timeout=60)
+    again = rig.client().images.generate(prompt="a blue circle", size="256x256",
+                                         response_format="b64_json", extra_body={"steps": 4})
+    assert again.data[0].b64_json and rig.workers[-1].poll() is None
 
 
 def test_sigterm_finishes_the_current_job_then_exits(rig: Rig) -> None:
