@@ -55,6 +55,9 @@ class GatewaySettings(CommonSettings):
 class WorkerSettings(CommonSettings):
     # Comma-separated pipeline names this worker loads and serves; empty means all of them.
     pipelines: str = ""
+    # Load pipelines in that order while their weights fit (MB; 0 = no limit). The first always
+    # loads; the heartbeat (and so /readyz) lists only the queues actually served.
+    memory_budget_mb: int = 0
     threads: int = 1  # torch threads; two busy processes x two threads on two cores run slower
     device: str = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"

@@ -51,6 +51,15 @@ class LoadedPipeline:
             self._derived[kind] = pipe
         return self._derived[kind]
 
+    def weight_bytes(self) -> int:
+        """Memory the pipeline's weights take (the derived pipelines share them)."""
+        total = 0
+        for component in self.text2img.components.values():
+            params = getattr(component, "parameters", None)
+            if callable(params):
+                total += sum(p.numel() * p.element_size() for p in params())
+        return total
+
     @property
     def img2img(self) -> Any:
         return self._derive("img2img")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from typing import Any
 
 from redis import Redis
 from rq.serializers import JSONSerializer
@@ -45,8 +46,20 @@ def run(settings: WorkerSettings) -> None:
         raise SystemExit(f"unknown pipelines {unknown}; the catalog has {list(catalog.pipelines)}")
     tuning = Tuning(settings.channels_last, settings.compile, settings.vae_tiling,
                     settings.vae_slicing, settings.cpu_offload)
-    pipelines = {n: load_pipeline(catalog.pipelines[n], settings.device, settings.dtype, tuning)
-                 for n in names}
+    pipelines: dict[str, Any] = {}
+    used = 0
+    for n in names:  # in the configured order, while they fit in the memory budget
+        loaded = load_pipeline(catalog.pipelines[n], settings.device, settings.dtype, tuning)
+        size = loaded.weight_bytes()
+        if settings.memory_budget_mb and pipelines and \
+                used + size > settings.memory_budget_mb * 2**20:
+            log.warning("pipeline %s (%d MB) does not fit the %d MB budget; not serving it",
+                        n, size // 2**20, settings.memory_budget_mb)
+            del loaded
+            continue
+        pipelines[n] = loaded
+        used += size
+    names = list(pipelines)
     storage = make_storage(settings)
     metrics = WorkerMetrics()
     metrics.pipelines_loaded({n: p.load_seconds for n, p in pipelines.items()})

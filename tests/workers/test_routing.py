@@ -1,0 +1,66 @@
+"""Routing: a worker serves only the pipelines it holds, within its memory budget."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from redis import Redis
+
+from core import liveness
+from tests.support import RedisServer, base_env, start_worker, stop
+
+CATALOG = """
+[pipelines.small]
+path = "embedded:shapes"
+native_size = 64
+[pipelines.second]
+path = "embedded:shapes"
+native_size = 64
+[[models]]
+id = "a"
+pipeline = "small"
+[[models]]
+id = "b"
+pipeline = "second"
+"""
+
+
+def _served(redis: Redis, timeout: float = 60) -> dict[str, dict]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        alive = liveness.live_workers(redis)
+        if alive:
+            return alive
+        time.sleep(0.2)
+    raise TimeoutError("no worker heartbeat")
+
+
+def test_memory_budget_limits_what_a_worker_serves(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(CATALOG)
+    env = base_env(server.url, tmp_path, EASEL_MODELS_FILE=str(catalog),
+                   EASEL_MEMORY_BUDGET_MB="100", EASEL_METRICS_PORT="0")
+    worker = start_worker(env, "budgeted")
+    try:
+        (info,) = _served(Redis.from_url(server.url)).values()
+        assert info["queues"] == ["easel:small"]  # 81 MB fits; a second copy would not
+    finally:
+        stop(worker)
+        server.stop()
+
+
+def test_pipelines_setting_selects_queues(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(CATALOG)
+    env = base_env(server.url, tmp_path, EASEL_MODELS_FILE=str(catalog),
+                   EASEL_PIPELINES="second", EASEL_METRICS_PORT="0")
+    worker = start_worker(env, "second-only")
+    try:
+        (info,) = _served(Redis.from_url(server.url)).values()
+        assert info["queues"] == ["easel:second"]
+    finally:
+        stop(worker)
+        server.stop()
