@@ -64,3 +64,29 @@ def test_pipelines_setting_selects_queues(tmp_path: Path) -> None:
     finally:
         stop(worker)
         server.stop()
+
+
+def test_one_worker_holds_two_models_and_serves_both(tmp_path: Path) -> None:
+    import openai
+
+    from tests.support import Gateway, wait_ready
+
+    server = RedisServer(tmp_path / "redis").start()
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(CATALOG)
+    env = base_env(server.url, tmp_path, EASEL_MODELS_FILE=str(catalog))
+    worker = start_worker(env, "both")
+    gateway = Gateway(env).start()
+    try:
+        wait_ready(gateway.base_url)
+        (info,) = _served(Redis.from_url(server.url)).values()
+        assert sorted(info["queues"]) == ["easel:second", "easel:small"]
+        client = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="x", max_retries=0)
+        for model in ("a", "b"):  # each model routes to its own pipeline queue
+            r = client.images.generate(model=model, prompt="a red circle", size="256x256",
+                                       response_format="b64_json", extra_body={"steps": 4})
+            assert r.data[0].b64_json
+    finally:
+        gateway.stop()
+        stop(worker)
+        server.stop()
