@@ -27,7 +27,11 @@ class ServiceRate:
         self._done: dict[str, deque[float]] = {}
 
     def record(self, pipeline: str) -> None:
-        self._done.setdefault(pipeline, deque()).append(time.monotonic())
+        q = self._done.setdefault(pipeline, deque())
+        q.append(time.monotonic())
+        cutoff = q[-1] - self.window
+        while q[0] < cutoff:  # bounded memory: only the last window is kept
+            q.popleft()
 
     def per_second(self, pipeline: str) -> float:
         q = self._done.get(pipeline)

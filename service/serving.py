@@ -107,13 +107,13 @@ class ImageService:
                     f.cancel()
             self.metrics.waiting.dec()
             await self._release(ctx)
-        self.rate.record(job.pipeline)
         if outcome is None:
             raise server_error("The image was not ready in time; try again later.",
                                "timeout", 504)
         if outcome.status == "failed" or outcome.result is None:
             raise server_error(f"Image generation failed: {outcome.error or 'unknown error'}",
                                outcome.error_type or "generation_failed")
+        self.rate.record(job.pipeline)  # completions only: timeouts say nothing about the rate
         return outcome
 
     async def run_job(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Outcome:

@@ -22,6 +22,7 @@ from workers import runtime
 
 log = logging.getLogger("easel.worker")
 _parked: dict[str, list[Any]] = {}
+_recent = {"batch": 1}  # jobs in the last drained batch: a cheap signal of concurrent load
 
 
 def take(job_id: str) -> list[Any] | None:
@@ -49,10 +50,17 @@ def drain(first: Job, queue: Any, max_images: int, max_wait: float, serializer: 
     key = batch_key(head) if head else None
     if head is None or key is None:
         return []
-    total, taken = head.n, []
+    total = head.n
+    taken: list[Job] = []
     deadline = time.monotonic() + max_wait
     while total < max_images:
-        for job_id in queue.get_job_ids(0, 64):
+        waiting = queue.get_job_ids(0, 64)
+        if not waiting and not taken and _recent["batch"] <= 1:
+            # Nobody else queued and the last call was alone too: no concurrent load, so a lone
+            # request should not pay the gather window. Under load (the last call was a batch)
+            # the window stays, since closed-loop clients resubmit a few milliseconds apart.
+            break
+        for job_id in waiting:
             try:
                 job = Job.fetch(job_id, connection=queue.connection, serializer=serializer)
             except NoSuchJobError:
@@ -66,6 +74,7 @@ def drain(first: Job, queue: Any, max_images: int, max_wait: float, serializer: 
         if total >= max_images or time.monotonic() >= deadline:
             break
         time.sleep(0.002)  # bounded by max_wait (milliseconds): a short gather window
+    _recent["batch"] = 1 + len(taken)
     return taken
 
 
