@@ -95,6 +95,7 @@ def test_killed_worker_job_is_rerun_and_the_client_gets_its_images(rig: Rig) -> 
     assert "error" not in box, box.get("error")
     assert len(box["result"].data) == 2
     assert box["seconds"] < 90  # bound: 15 s expiry + 5 s reaper + the re-run itself
+    print(f"killed worker's job answered after {box['seconds']:.1f} s")
 
 
 def test_a_job_that_keeps_killing_workers_fails_cleanly(rig: Rig) -> None:
@@ -114,6 +115,7 @@ def test_a_job_that_keeps_killing_workers_fails_cleanly(rig: Rig) -> None:
         assert isinstance(error, openai.InternalServerError), box
         assert "died" in str(error)
         assert box["seconds"] < 60
+        print(f"job out of retries failed after {box['seconds']:.1f} s")
     finally:
         gateway.stop()
 
