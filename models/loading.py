@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.catalog import PipelineSpec
+from models.families import ModelFamily, family_of, loader_kwargs
 
 log = logging.getLogger("easel.models")
 EMBEDDED = {"shapes": Path(__file__).resolve().parent / "shapes" / "weights"}
@@ -39,6 +40,7 @@ class LoadedPipeline:
     spec: PipelineSpec
     text2img: Any
     load_seconds: float
+    family: ModelFamily
     _derived: dict[str, Any] = field(default_factory=dict)
 
     def _derive(self, kind: str) -> Any:
@@ -59,6 +61,11 @@ class LoadedPipeline:
             if callable(params):
                 total += sum(p.numel() * p.element_size() for p in params())
         return total
+
+    @property
+    def size_multiple(self) -> int:
+        """Render widths and heights are multiples of this (8 at least, as always)."""
+        return max(8, self.family.size_multiple(self.text2img))
 
     @property
     def img2img(self) -> Any:
@@ -93,14 +100,16 @@ def _tune(pipe: Any, device: str, tuning: Tuning) -> Any:
         pipe.enable_model_cpu_offload()  # moves modules itself: no .to(device)
     else:
         pipe = pipe.to(device)
+    denoiser = "unet" if getattr(pipe, "unet", None) is not None else "transformer"  # SD3/FLUX
     if tuning.channels_last:
-        pipe.unet.to(memory_format=torch.channels_last)
+        getattr(pipe, denoiser).to(memory_format=torch.channels_last)
     if tuning.vae_tiling:
         pipe.vae.enable_tiling()
     if tuning.vae_slicing:
         pipe.vae.enable_slicing()
     if tuning.compile:
-        pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=False)
+        setattr(pipe, denoiser, torch.compile(getattr(pipe, denoiser), mode="reduce-overhead",
+                                              fullgraph=False))
     return pipe
 
 
@@ -111,10 +120,11 @@ def load_pipeline(spec: PipelineSpec, device: str = "cpu", dtype: str = "float32
     t0 = time.perf_counter()
     source = resolve_path(spec.path)
     # An explicit dtype: fp16-saved weights loaded without one mix fp16 and fp32 modules.
-    pipe = AutoPipelineForText2Image.from_pretrained(
-        source, dtype=torch_dtype(dtype), safety_checker=None, requires_safety_checker=False)
+    pipe = AutoPipelineForText2Image.from_pretrained(source, dtype=torch_dtype(dtype),
+                                                     **loader_kwargs(source))
     pipe = _tune(pipe, device, tuning or Tuning())
     pipe.set_progress_bar_config(disable=True)
     seconds = time.perf_counter() - t0
-    log.info("loaded pipeline %s from %s in %.2fs", spec.name, source, seconds)
-    return LoadedPipeline(spec, pipe, seconds)
+    family = family_of(pipe)
+    log.info("loaded pipeline %s (%s) from %s in %.2fs", spec.name, family.name, source, seconds)
+    return LoadedPipeline(spec, pipe, seconds, family)

@@ -1,12 +1,14 @@
 """Run a resident pipeline for one job: per-image seeds, native-resolution render, upscaling.
 
 Sizes above the pipeline's native resolution are rendered at native resolution (same aspect
-ratio, multiples of 8) and upscaled with Lanczos resampling: a small model is only good at the
-size it was trained at, and an upscale is honest about where the pixels came from.
+ratio, multiples of 8, or of 16 for SD3 and FLUX) and upscaled with Lanczos resampling: a small
+model is only good at the size it was trained at, and an upscale is honest about where the pixels
+came from.  Family differences (SD 1.x/2.x, SDXL, SD3, FLUX) live in `models.families`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,10 +17,15 @@ from PIL import Image
 from models.loading import LoadedPipeline
 
 
-def render_dims(width: int, height: int, native: int) -> tuple[int, int]:
+def render_dims(width: int, height: int, native: int, multiple: int = 8) -> tuple[int, int]:
     """The size the pipeline renders at for a requested output size."""
     scale = min(1.0, native / max(width, height))
-    return (max(8, round(width * scale / 8) * 8), max(8, round(height * scale / 8) * 8))
+    return (max(multiple, round(width * scale / multiple) * multiple),
+            max(multiple, round(height * scale / multiple) * multiple))
+
+
+def _dims(loaded: LoadedPipeline, width: int, height: int) -> tuple[int, int]:
+    return render_dims(width, height, loaded.spec.native_size, loaded.size_multiple)
 
 
 def _generators(seeds: list[int], device: str) -> list[Any]:
@@ -31,23 +38,33 @@ def _generators(seeds: list[int], device: str) -> list[Any]:
 OnPartial = Callable[[int, Image.Image], None]
 
 
-def _preview_kwargs(steps: int, partials: int, on_partial: OnPartial | None, width: int,
-                    height: int) -> dict[str, Any]:
+def preview_steps(steps: int, partials: int) -> list[int]:
+    """The 0-based steps after which a preview is decoded: evenly spaced, never the same step
+    twice, so `partials` previews come even when there are barely more steps than that."""
+    at: list[int] = []
+    for k in range(1, partials + 1):
+        step = max(0, round(k * steps / (partials + 1)) - 1, at[-1] + 1 if at else 0)
+        if step < steps:
+            at.append(step)
+    return at
+
+
+def _preview_kwargs(loaded: LoadedPipeline, steps: int, partials: int,
+                    on_partial: OnPartial | None, width: int, height: int,
+                    render: tuple[int, int]) -> dict[str, Any]:
     """A step callback that decodes the first image's latents at evenly spaced steps, so a
-    streaming client sees the picture sharpen (`partial_images` previews, 0-based)."""
+    streaming client sees the picture sharpen (`partial_images` previews, 0-based).
+
+    `width`/`height`: the size previews are sent at; `render`: the size the pipeline renders."""
     if not partials or on_partial is None:
         return {}
-    import torch
-
-    at = sorted({max(0, round(k * steps / (partials + 1)) - 1) for k in range(1, partials + 1)})
+    at = preview_steps(steps, partials)
     sent = 0
 
     def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         nonlocal sent
         if step in at and sent < partials:
-            latents = kwargs["latents"][:1]
-            with torch.no_grad():
-                decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+            decoded = loaded.family.decode(pipe, kwargs["latents"][:1], *render)
             preview = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
             on_partial(sent, preview.resize((width, height), Image.Resampling.LANCZOS))
             sent += 1
@@ -67,18 +84,31 @@ def generate(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, s
                             guidance, width, height)
 
 
+def _prompts(loaded: LoadedPipeline, prompts: list[str],
+             negative_prompt: str | None) -> dict[str, Any]:
+    """`prompt` and, where the family takes one, `negative_prompt` (FLUX does not)."""
+    if negative_prompt and loaded.family.negative_prompt:
+        return {"prompt": prompts, "negative_prompt": [negative_prompt] * len(prompts)}
+    return {"prompt": prompts}
+
+
 def generate_prompts(loaded: LoadedPipeline, prompts: list[str], negative_prompt: str | None,
                      seeds: list[int], steps: int, guidance: float, width: int, height: int,
                      partials: int = 0, on_partial: OnPartial | None = None) -> list[Image.Image]:
     """One pipeline call for several prompts (a cross-request batch), one seed per image."""
-    w, h = render_dims(width, height, loaded.spec.native_size)
-    n = len(seeds)
+    w, h = _dims(loaded, width, height)
     out = loaded.text2img(
-        prompt=prompts, negative_prompt=[negative_prompt] * n if negative_prompt else None,
+        **_prompts(loaded, prompts, negative_prompt),
         num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,
         generator=_generators(seeds, "cpu"), output_type="pil",
-        **_preview_kwargs(steps, partials, on_partial, width, height))
+        **_preview_kwargs(loaded, steps, partials, on_partial, width, height, (w, h)))
     return _fit(list(out.images), width, height)
+
+
+def _img2img_steps(steps: int, strength: float) -> int:
+    """Image-to-image runs the last `strength` of a `steps`-step schedule (int(steps x strength)
+    steps in SD/SDXL): ask for enough steps that at least one of them runs."""
+    return max(steps, math.ceil(1 / strength))
 
 
 def _flatten(image: Image.Image) -> Image.Image:
@@ -123,31 +153,41 @@ def edit(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds
     """
     weight = edit_weight(image, mask)
     flat = _flatten(image)
-    w, h = render_dims(width, height, loaded.spec.native_size)
+    w, h = _dims(loaded, width, height)
     n = len(seeds)
-    common = dict(prompt=[prompt] * n,
-                  negative_prompt=[negative_prompt] * n if negative_prompt else None,
-                  num_inference_steps=steps, guidance_scale=guidance,
+    common = dict(**_prompts(loaded, [prompt] * n, negative_prompt), guidance_scale=guidance,
                   generator=_generators(seeds, "cpu"), output_type="pil")
     if weight.getextrema()[1] == 0:
-        out = loaded.img2img(image=flat.resize((w, h), Image.Resampling.LANCZOS),
-                             strength=strength or 0.75, **common)
-        return _fit(list(out.images), width, height)
+        return _img2img(loaded, flat, w, h, steps, strength or 0.75, common, width, height)
     # Any partly transparent pixel joins the area the pipeline redraws (max-pool the weight).
     small = weight.resize((w, h), Image.Resampling.BOX).point(lambda a: 255 if a > 8 else 0)
+    strength = strength or 1.0
+    steps = _img2img_steps(steps, strength)
+    previews = _preview_kwargs(loaded, max(1, int(steps * strength)), partials, on_partial,
+                               width, height, (w, h))  # over the steps that actually run
     out = loaded.inpaint(image=flat.resize((w, h), Image.Resampling.LANCZOS), mask_image=small,
-                         width=w, height=h, strength=strength or 1.0, **common,
-                         **_preview_kwargs(steps, partials, on_partial, width, height))
+                         width=w, height=h, strength=strength, num_inference_steps=steps,
+                         **common, **previews)
     return _paste_back(_fit(list(out.images), width, height), flat, weight)
+
+
+def _img2img(loaded: LoadedPipeline, flat: Image.Image, w: int, h: int, steps: int,
+             strength: float, common: dict[str, Any], width: int, height: int
+             ) -> list[Image.Image]:
+    """Image-to-image from `flat` at the render size, one copy of the image per seed (SD3's
+    pipeline does not repeat a single image for a list of generators)."""
+    n = len(common["generator"])
+    source = flat.resize((w, h), Image.Resampling.LANCZOS)
+    size = {"width": w, "height": h} if loaded.family.img2img_size else {}
+    out = loaded.img2img(image=[source] * n, strength=strength,
+                         num_inference_steps=_img2img_steps(steps, strength), **size, **common)
+    return _fit(list(out.images), width, height)
 
 
 def vary(loaded: LoadedPipeline, seeds: list[int], steps: int, guidance: float, width: int,
          height: int, image: Image.Image, strength: float) -> list[Image.Image]:
     """Image-to-image from the input at `strength` (default 0.6): like it, but not identical."""
-    w, h = render_dims(width, height, loaded.spec.native_size)
-    n = len(seeds)
-    out = loaded.img2img(prompt=[""] * n, image=_flatten(image).resize((w, h),
-                         Image.Resampling.LANCZOS), strength=strength,
-                         num_inference_steps=steps, guidance_scale=guidance,
-                         generator=_generators(seeds, "cpu"), output_type="pil")
-    return _fit(list(out.images), width, height)
+    w, h = _dims(loaded, width, height)
+    common = dict(prompt=[""] * len(seeds), guidance_scale=guidance,
+                  generator=_generators(seeds, "cpu"), output_type="pil")
+    return _img2img(loaded, _flatten(image), w, h, steps, strength, common, width, height)
