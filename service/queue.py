@@ -46,7 +46,3 @@ class JobQueue:
 
         Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer).cancel()
         return True
-
-    def position(self, queue_name: str, job_id: str) -> int | None:
-        pos = self.queue(queue_name).get_job_position(job_id)
-        return None if pos is None else int(pos)

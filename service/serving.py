@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from core.catalog import Catalog
-from core.errors import OpenAIError, bad_request, server_error, unavailable
+from core.errors import bad_request, server_error, unavailable
 from core.jobs import Outcome, RenderJob, input_key, new_job_id
 from core.settings import GatewaySettings
 from core.storage import LocalStorage, S3Storage, StorageError
@@ -247,8 +247,3 @@ class ImageService:
             response.update(self._meta(params), usage=self._usage(params))
         return response
 
-
-def error_for(exc: Exception) -> OpenAIError:
-    if isinstance(exc, OpenAIError):
-        return exc
-    return server_error("The server had an error while processing your request.")
