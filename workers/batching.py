@@ -78,6 +78,27 @@ def drain(first: Job, queue: Any, max_images: int, max_wait: float, serializer: 
     return taken
 
 
+def claim_next(queue: Any, max_images: int, serializer: Any) -> list[Job]:
+    """Take the job at the head of the queue, with compatible followers, if it is a plain
+    generation (others are left for RQ's own dequeue); no waiting: there is work in hand."""
+    ids = queue.get_job_ids(0, 1)
+    if not ids:
+        return []
+    try:
+        job = Job.fetch(ids[0], connection=queue.connection, serializer=serializer)
+    except NoSuchJobError:
+        return []
+    payload = payload_of(job)
+    if payload is None or batch_key(payload) is None or queue.remove(ids[0]) != 1:
+        return []
+    return [job, *drain(job, queue, max_images, 0.0, serializer)]
+
+
+def batchable(job: Job) -> bool:
+    payload = payload_of(job)
+    return payload is not None and batch_key(payload) is not None
+
+
 def render_batch(loaded: Any, jobs: list[Job]) -> None:
     """One pipeline call for all `jobs`; park each job's images under its id."""
     payloads = [p for p in (payload_of(j) for j in jobs) if p is not None]

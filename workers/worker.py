@@ -7,6 +7,7 @@ time; `SimpleWorker` runs jobs in this process, where the pipelines stay residen
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from rq import SimpleWorker
@@ -28,36 +29,73 @@ class EaselWorker(SimpleWorker):
     liveness: Heartbeat | None = None  # not `heartbeat`: RQ has a method of that name
 
     def execute_job(self, job: Any, queue: Any) -> None:
-        """Run `job`, plus any compatible queued jobs, as one pipeline call.
+        """Run `job` plus compatible queued jobs as one pipeline call, and pipeline the batches:
+        while this batch's images are encoded, stored and announced (RQ's normal perform_job,
+        on this thread), the next batch already denoises on a helper thread.
 
-        Every drained job is prepared (started registry, worker name) before the batch runs,
-        so a crash mid-batch leaves each of them visible to the reaper, exactly as a lone job.
+        Every job of both batches is prepared (started registry, worker name) before its
+        pipeline call, so a crash leaves each of them visible to the reaper, as a lone job.
         """
-        extra: list[Any] = []
+        batch = [job]
         if self.max_batch_images > 1:
-            extra = batching.drain(job, queue, self.max_batch_images, self.max_batch_wait,
-                                   self.serializer)
-        batch = [job, *extra]
-        executions = [self.prepare_execution(j) for j in batch]
-        if self.liveness is not None:
-            self.liveness.hold([(StartedJobRegistry(j.origin, self.connection).key,
-                                  e.composite_key) for j, e in zip(batch, executions, strict=True)])
-        if extra:
-            try:
-                head = batching.payload_of(job)
-                loaded = runtime.current().pipelines[head.pipeline] if head else None
-                if loaded is not None:
-                    batching.render_batch(loaded, batch)
-            except Exception:  # the batch failed: each job now runs alone and fails alone
-                log.exception("batched call failed; running %d job(s) one by one", len(batch))
-                batching.discard(batch)
+            batch += batching.drain(job, queue, self.max_batch_images, self.max_batch_wait,
+                                    self.serializer)
+        executions = self._start(batch)
+        self._hold(batch, executions)
+        if batching.batchable(job):
+            self._render(batch)
         try:
-            for j, execution in zip(batch, executions, strict=True):
-                self.perform_job(j, queue, execution)
+            while batch:
+                following, denoising = self._start_next(queue, batch, executions)
+                for j, execution in zip(batch, executions, strict=True):
+                    self.perform_job(j, queue, execution)
+                if denoising is not None:
+                    denoising.join()
+                batch, executions = following
         finally:
             if self.liveness is not None:
                 self.liveness.release()
         self.set_state(WorkerStatus.IDLE)
+
+    def _start_next(self, queue: Any, batch: list[Any], executions: list[Any]) -> tuple[
+            tuple[list[Any], list[Any]], threading.Thread | None]:
+        """Claim and start denoising the next batch unless stopping or nothing fits."""
+        if self._stop_requested or not batching.batchable(batch[0]):
+            return ([], []), None
+        following = batching.claim_next(queue, self.max_batch_images, self.serializer)
+        if not following:
+            return ([], []), None
+        next_executions = self._start(following)
+        self._hold(batch + following, executions + next_executions)
+        thread = threading.Thread(target=self._render, args=(following,), daemon=True,
+                                  name="easel-next-batch")
+        thread.start()
+        return (following, next_executions), thread
+
+    def _start(self, jobs: list[Any]) -> list[Any]:
+        """Mark jobs started before their pipeline call, as RQ's perform_job would (status,
+        worker name, started registry): RQ's cleanup only rescues jobs marked STARTED, so a job
+        rendered before its perform_job must already be one."""
+        executions = [self.prepare_execution(j) for j in jobs]
+        for j in jobs:
+            self.prepare_job_execution(j)
+        return executions
+
+    def _render(self, batch: list[Any]) -> None:
+        """One pipeline call for a batch of plain generations; its images are parked for the
+        jobs' own perform_job.  On failure every job renders alone and fails alone."""
+        try:
+            head = batching.payload_of(batch[0])
+            if head is not None:
+                batching.render_batch(runtime.current().pipelines[head.pipeline], batch)
+        except Exception:
+            log.exception("batched call failed; running %d job(s) one by one", len(batch))
+            batching.discard(batch)
+
+    def _hold(self, jobs: list[Any], executions: list[Any]) -> None:
+        if self.liveness is not None:
+            self.liveness.hold([(StartedJobRegistry(j.origin, self.connection).key,
+                                 e.composite_key) for j, e in zip(jobs, executions, strict=True)])
 
     def handle_job_failure(self, job: Any, queue: Any, started_job_registry: Any = None,
                            exc_string: str = "", execution: Any = None) -> None:

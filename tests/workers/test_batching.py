@@ -103,3 +103,45 @@ def test_a_failed_batch_falls_back_to_lone_jobs(env: Any, monkeypatch: pytest.Mo
     jobs = _run(redis, queue, [_job("a red square", i) for i in range(3)], max_batch=8)
     assert calls == [3, 1, 1, 1]
     assert all(j.get_status() == JobStatus.FINISHED for j in jobs)
+
+
+def test_next_batch_denoises_while_the_previous_is_stored(
+        env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker pipelines batches: batch 2's pipeline call starts before batch 1's images
+    are encoded.  The encoder waits (up to 20 s) for that start; without the overlap it could
+    only come after, so the flag below would stay unset."""
+    import threading
+
+    from workers import tasks
+
+    redis, queue, storage = env
+    started: list[int] = []
+    second_started = threading.Event()
+    real_generate, real_encode = rendering.generate_prompts, tasks.encode
+
+    def generate(loaded: Any, prompts: list[str], *a: Any, **k: Any) -> Any:
+        started.append(len(prompts))
+        if len(started) >= 2:
+            second_started.set()
+        return real_generate(loaded, prompts, *a, **k)
+
+    overlapped: list[bool] = []
+
+    def encode(image: Any, *a: Any, **k: Any) -> bytes:
+        if len(overlapped) < 2:  # batch 1's two images
+            overlapped.append(second_started.wait(20))
+        return real_encode(image, *a, **k)
+
+    monkeypatch.setattr(rendering, "generate_prompts", generate)
+    monkeypatch.setattr(tasks, "encode", encode)
+    jobs = _run(redis, queue, [_job("a blue circle", i) for i in range(6)], max_batch=2)
+    assert started == [2, 2, 2]
+    assert overlapped == [True, True]
+    assert all(j.get_status() == JobStatus.FINISHED for j in jobs)
+    # and the overlapped images are still each seed's own image
+    alone = _run(redis, queue, [_job("a blue circle", i) for i in range(6)], max_batch=1)
+    for a, b in zip(jobs, alone, strict=True):
+        for ka, kb in zip(a.return_value()["keys"], b.return_value()["keys"], strict=True):
+            pa, pb = (np.asarray(Image.open(io.BytesIO(storage.get(k))), dtype=np.int16)
+                      for k in (ka, kb))
+            assert np.abs(pa - pb).max() <= 1
