@@ -230,3 +230,21 @@ def test_disconnect_cancels_a_queued_job_when_configured(rig: Rig) -> None:
         first.join(120)
     finally:
         gateway.stop()
+
+
+def test_killed_worker_mid_batch_every_job_is_rerun(rig: Rig) -> None:
+    env = dict(rig.env, EASEL_MAX_BATCH_IMAGES="8", EASEL_MAX_BATCH_WAIT_MS="500")
+    victim = start_worker(env, "batch-victim")
+    rig.workers.append(victim)
+    wait_ready(rig.gateway.base_url)
+    runs = [_in_background(lambda s=s: rig.client().images.generate(
+        prompt="a red circle", model="easel-shapes", size="64x64", response_format="b64_json",
+        extra_body={"steps": 60, "seed": s})) for s in range(3)]
+    _busy(rig.redis.url)
+    time.sleep(1.0)  # inside the batched pipeline call
+    victim.send_signal(signal.SIGKILL)
+    rig.worker("rescuer")
+    for thread, box in runs:
+        thread.join(120)
+        assert "error" not in box, box.get("error")
+        assert box["result"].data[0].b64_json
