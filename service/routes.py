@@ -66,14 +66,30 @@ async def variations(request: Request) -> Response:
     return await _transform(request, "variation")
 
 
-def _model_object(model_id: str, created: int) -> dict[str, object]:
-    return {"id": model_id, "object": "model", "created": created, "owned_by": "easel"}
+def _model_object(model_id: str, created: int, workers: int | None) -> dict[str, object]:
+    obj: dict[str, object] = {"id": model_id, "object": "model", "created": created,
+                              "owned_by": "easel"}
+    if workers is not None:  # Easel extension: how many live workers serve it right now
+        obj["workers"] = workers
+    return obj
+
+
+async def _served(request: Request) -> dict[str, int]:
+    """Live workers per pipeline; empty when Redis cannot say (the list still answers)."""
+    st = _state(request)
+    try:
+        return {p.name: await run_in_threadpool(st.queue.live_workers, p.queue)
+                for p in st.catalog.pipelines.values()}
+    except (RedisError, OSError):
+        return {}
 
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, object]:
+    served = await _served(request)
     models = _state(request).catalog.models.values()
-    return {"object": "list", "data": [_model_object(m.id, m.created) for m in models]}
+    return {"object": "list", "data": [_model_object(m.id, m.created, served.get(m.pipeline))
+                                       for m in models]}
 
 
 @router.get("/v1/models/{model_id:path}")
@@ -81,7 +97,7 @@ async def get_model(request: Request, model_id: str) -> dict[str, object]:
     model = _state(request).catalog.model(model_id)
     if model is None:
         raise model_not_found(model_id)
-    return _model_object(model.id, model.created)
+    return _model_object(model.id, model.created, (await _served(request)).get(model.pipeline))
 
 
 @router.get("/healthz")

@@ -34,13 +34,19 @@ PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
 
 
 @pytest.fixture
-def gateway(redis_server: RedisServer, tmp_path: Path) -> Iterator[TestClient]:
+def gateway(tmp_path: Path) -> Iterator[TestClient]:
+    # A Redis of its own: the session's Redis may have live workers from other tests, and this
+    # test asserts on the worker count.
+    redis_server = RedisServer(tmp_path / "redis").start()
     settings = GatewaySettings(redis_url=redis_server.url, auth="off",
                                storage_dir=tmp_path / "files")
     from service.app import create_app
 
-    with TestClient(create_app(settings)) as client:
-        yield client
+    try:
+        with TestClient(create_app(settings)) as client:
+            yield client
+    finally:
+        redis_server.stop()
 
 
 def test_gateway_metrics_parse_as_prometheus_text(gateway: TestClient) -> None:

@@ -79,6 +79,7 @@ def test_models_health_ready_metrics(stack: Stack) -> None:
     models = httpx.get(f"{stack.base_url}/v1/models").json()
     assert models["object"] == "list"
     assert {"dall-e-2", "dall-e-3", "easel-shapes"} <= {m["id"] for m in models["data"]}
+    assert all(m["workers"] >= 1 for m in models["data"])  # what is actually served
     assert httpx.get(f"{stack.base_url}/v1/models/dall-e-3").json()["id"] == "dall-e-3"
     assert httpx.get(f"{stack.base_url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{stack.base_url}/readyz")
