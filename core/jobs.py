@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -76,3 +76,11 @@ class Outcome(BaseModel):
     result: RenderResult | None = None
     error: str | None = None
     error_type: str | None = None
+
+
+def publish_outcome(redis: Any, outcome: Outcome, ttl: int) -> None:
+    """Write the outcome under its key, then announce the job id to waiting gateways."""
+    with redis.pipeline() as pipe:  # MULTI: the key exists before anyone hears about it
+        pipe.set(outcome_key(outcome.job_id), outcome.model_dump_json(), ex=ttl)
+        pipe.publish(DONE_CHANNEL, outcome.job_id)
+        pipe.execute()

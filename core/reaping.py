@@ -16,7 +16,7 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from core.jobs import DONE_CHANNEL, Outcome, outcome_key
+from core.jobs import Outcome, publish_outcome
 
 log = logging.getLogger("easel.reaper")
 HEARTBEAT_SECONDS = 3  # how often a live worker pushes its jobs' expiry forward
@@ -24,11 +24,8 @@ EXPIRY_SECONDS = 15  # a started job whose worker was silent this long is abando
 
 
 def announce_failure(redis: Any, job_id: str, message: str, ttl: int = 3600) -> None:
-    outcome = Outcome(job_id=job_id, status="failed", error=message, error_type="worker_lost")
-    with redis.pipeline() as pipe:
-        pipe.set(outcome_key(job_id), outcome.model_dump_json(), ex=ttl)
-        pipe.publish(DONE_CHANNEL, job_id)
-        pipe.execute()
+    publish_outcome(redis, Outcome(job_id=job_id, status="failed", error=message,
+                                   error_type="worker_lost"), ttl)
 
 
 def reap(redis: Any, queue_names: list[str]) -> int:

@@ -18,12 +18,12 @@ from core.jobs import (
     image_key,
     partial_channel,
     partial_key,
+    publish_outcome,
 )
 from core.storage import CONTENT_TYPES
 from models import rendering
 from workers import batching, runtime
 from workers.encoding import encode, white_to_alpha
-from workers.outcomes import publish
 
 log = logging.getLogger("easel.worker")
 
@@ -96,6 +96,6 @@ def render(payload: dict[str, Any]) -> dict[str, Any]:
                                                "seconds": round(result.seconds, 3)})
     rq_job = get_current_job()
     if rq_job is not None:
-        publish(rq_job.connection, Outcome(job_id=job.job_id, status="finished", result=result),
-                rt.settings.outcome_ttl_seconds)
+        outcome = Outcome(job_id=job.job_id, status="finished", result=result)
+        publish_outcome(rq_job.connection, outcome, rt.settings.outcome_ttl_seconds)
     return result.model_dump()

@@ -14,10 +14,9 @@ from rq import SimpleWorker
 from rq.registry import StartedJobRegistry
 from rq.worker import WorkerStatus
 
-from core.jobs import Outcome
+from core.jobs import Outcome, publish_outcome
 from workers import batching, runtime
 from workers.heartbeat import Heartbeat
-from workers.outcomes import publish
 
 log = logging.getLogger("easel.worker")
 
@@ -104,5 +103,6 @@ class EaselWorker(SimpleWorker):
                                    exc_string=exc_string, execution=execution)
         if final:
             last = (exc_string.strip().splitlines() or ["the job failed"])[-1]
-            publish(self.connection, Outcome(job_id=job.id, status="failed", error=last[:500],
-                                             error_type="generation_failed"), self.outcome_ttl)
+            outcome = Outcome(job_id=job.id, status="failed", error=last[:500],
+                              error_type="generation_failed")
+            publish_outcome(self.connection, outcome, self.outcome_ttl)
