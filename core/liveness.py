@@ -48,5 +48,11 @@ def live_workers(redis: Any) -> dict[str, dict[str, Any]]:
     return alive
 
 
+def live_counts(redis: Any, queues: list[str]) -> dict[str, int]:
+    """Live workers per queue, from one read of the heartbeats."""
+    alive = live_workers(redis).values()
+    return {q: sum(q in info.get("queues", []) for info in alive) for q in queues}
+
+
 def live_count(redis: Any, queue: str) -> int:
-    return sum(queue in info.get("queues", []) for info in live_workers(redis).values())
+    return live_counts(redis, [queue])[queue]

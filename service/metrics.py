@@ -28,12 +28,13 @@ class QueueCollector(Collector):
                                   labels=["pipeline"])
         workers = GaugeMetricFamily("easel_workers_alive", "Workers with a live heartbeat",
                                     labels=["pipeline"])
-        for spec in self.catalog.pipelines.values():
-            try:
+        try:
+            alive = self.queue.workers_per_pipeline(self.catalog)
+            for spec in self.catalog.pipelines.values():
                 depth.add_metric([spec.name], self.queue.depth(spec.queue))
-                workers.add_metric([spec.name], self.queue.live_workers(spec.queue))
-            except Exception as exc:  # Redis away: a scrape must still succeed
-                log.debug("queue metrics unavailable: %s", exc)
+                workers.add_metric([spec.name], alive[spec.name])
+        except Exception as exc:  # Redis away: a scrape must still succeed
+            log.debug("queue metrics unavailable: %s", exc)
         yield depth
         yield workers
 

@@ -8,6 +8,7 @@ from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
 from core import liveness
+from core.catalog import Catalog
 from core.jobs import RENDER_TASK, RenderJob
 
 
@@ -37,6 +38,11 @@ class JobQueue:
     def live_workers(self, queue_name: str) -> int:
         """Workers serving the queue that heartbeat within seconds (see core.liveness)."""
         return liveness.live_count(self.redis, queue_name)
+
+    def workers_per_pipeline(self, catalog: Catalog) -> dict[str, int]:
+        """Live workers of every pipeline in the catalog, from one read of the heartbeats."""
+        counts = liveness.live_counts(self.redis, [p.queue for p in catalog.pipelines.values()])
+        return {p.name: counts[p.queue] for p in catalog.pipelines.values()}
 
     def cancel_if_queued(self, queue_name: str, job_id: str) -> bool:
         """Take a job off the queue if no worker has started it (LREM wins or loses atomically)."""

@@ -78,8 +78,7 @@ async def _served(request: Request) -> dict[str, int]:
     """Live workers per pipeline; empty when Redis cannot say (the list still answers)."""
     st = _state(request)
     try:
-        return {p.name: await run_in_threadpool(st.queue.live_workers, p.queue)
-                for p in st.catalog.pipelines.values()}
+        return await run_in_threadpool(st.queue.workers_per_pipeline, st.catalog)
     except (RedisError, OSError):
         return {}
 
@@ -111,8 +110,7 @@ async def readyz(request: Request) -> JSONResponse:
     st = _state(request)
     try:
         await st.redis.ping()
-        workers = {p.name: await run_in_threadpool(st.queue.live_workers, p.queue)
-                   for p in st.catalog.pipelines.values()}
+        workers = await run_in_threadpool(st.queue.workers_per_pipeline, st.catalog)
     except (RedisError, OSError) as exc:
         return JSONResponse({"status": "unavailable", "redis": f"unreachable: {exc}"}, 503)
     ready = all(n > 0 for n in workers.values())
