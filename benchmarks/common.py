@@ -115,9 +115,9 @@ class Stack:
         self.close()
 
     def _beat(self) -> None:
-        # ALIVE_SECONDS is 15: a beat every 3 s keeps the fake worker alive with margin.
+        # A 15 s TTL beaten every 3 s keeps the fake worker alive with margin.
         while not self._stop_beat.is_set():
-            liveness.beat(self.redis, "bench-fake-worker", [QUEUE])
+            liveness.beat(self.redis, "bench-fake-worker", [QUEUE], 15)
             self._stop_beat.wait(3)
 
     def _wait_workers(self, n: int, timeout: float = 120) -> None:

@@ -12,11 +12,18 @@ def _serve(args: argparse.Namespace) -> None:
     from core.logs import setup_logging
     from core.settings import GatewaySettings
     from service.app import create_app
+    from service.slow_clients import guarded_protocol
 
     settings = GatewaySettings()
     setup_logging(settings.log_json)
+    # Slow or oversized requests are cut off here too, not only by a proxy in front
+    # (docs/deploy.md#reverse-proxy); no websockets are served, so none are parsed.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="warning", timeout_graceful_shutdown=30)
+                log_level="warning", timeout_graceful_shutdown=30,
+                http=guarded_protocol(settings.header_timeout_seconds, settings.max_header_bytes),
+                ws="none", timeout_keep_alive=settings.keep_alive_seconds,
+                limit_concurrency=settings.max_connections,
+                h11_max_incomplete_event_size=settings.max_header_bytes, server_header=False)
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -30,7 +37,8 @@ def _up(args: argparse.Namespace) -> None:
     from cli.stack import Stack, StackOptions
 
     Stack(StackOptions(port=args.port, host=args.host, workers=args.workers,
-                       threads=args.threads, data_dir=args.data_dir)).run()
+                       threads=args.threads, data_dir=args.data_dir,
+                       insecure_no_auth=args.insecure_no_auth)).run()
 
 
 def _hash_key(args: argparse.Namespace) -> None:
@@ -52,6 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--threads", type=int, default=0,
                     help="torch threads per worker (0: cores / workers, at least 1)")
     up.add_argument("--data-dir", default=".easel", help="Redis AOF and stored images")
+    up.add_argument("--insecure-no-auth", action="store_true",
+                    help="allow API keys off with a non-loopback --host (anyone who can reach "
+                         "it can use it)")
     hk = sub.add_parser("hash-key", help="print the EASEL_API_KEYS entry for an API key")
     hk.add_argument("key")
     hk.add_argument("--name", default="default")

@@ -7,6 +7,7 @@ workers first (they finish their current job), then the gateway, then Redis.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,8 +17,13 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from core.catalog import load_catalog
+from service.hosts import is_loopback
+
+RESTART_STABLE = 30.0  # seconds: a process that ran this long crashed, it is not crash-looping
+RESTART_BACKOFF_MAX = 10.0
 
 
 @dataclass
@@ -27,6 +33,7 @@ class StackOptions:
     workers: int = 1
     threads: int = 0
     data_dir: str = ".easel"
+    insecure_no_auth: bool = False  # allow auth off on a non-loopback --host
 
 
 def free_port() -> int:
@@ -35,20 +42,65 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def private_dir(path: Path) -> Path:
+    """Create `path` for this user only (0700), tightening one made by an older Easel."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def redis_password(data_dir: Path) -> str:
+    """The private Redis's password: made once, then kept (0600) beside the AOF it protects, so
+    a restart serves the persisted jobs under the same password."""
+    path = data_dir / "password"
+    try:
+        password = path.read_text().strip()
+    except FileNotFoundError:
+        password = ""
+    if not password:
+        password = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+    path.chmod(0o600)
+    return password
+
+
+def redacted(url: str) -> str:
+    """A Redis URL fit for a log line: the password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=f":***@{parts.hostname}:{parts.port}").geturl()
+
+
 def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A private Redis on a free loopback port, with a password: RQ workers import whatever a
+    job names, so whoever reaches this Redis must not be able to write jobs into it."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("redis-server not found: install it (Debian: apt-get install "
                          "redis-server) or set EASEL_REDIS_URL to an existing Redis")
     port = free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
+    for path in data_dir.rglob("*"):  # the AOF of an older Easel may be world-readable
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    password = redis_password(data_dir)
     # AOF on and noeviction: queued jobs survive a restart and are never silently dropped.
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
+    # The password arrives as a config file on stdin ("-"), never in argv where `ps` shows it
+    # to every user; umask 077 makes everything Redis writes (the AOF) readable by us only.
+    proc = subprocess.Popen([binary, "-", "--port", str(port), "--bind", "127.0.0.1",
                              "--dir", str(data_dir), "--appendonly", "yes",
                              "--appendfsync", "everysec", "--save", "",
                              "--maxmemory-policy", "noeviction"],
-                            stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, umask=0o077)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(f"requirepass {password}\n".encode())
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # it exited at once (its log says why); the wait below reports it
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
     for _ in range(100):
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -62,6 +114,7 @@ class Stack:
     def __init__(self, options: StackOptions) -> None:
         self.o = options
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.started: dict[str, float] = {}  # monotonic time of each process's last start
         self.redis: subprocess.Popen[bytes] | None = None
         self.stopping = False
 
@@ -73,18 +126,27 @@ class Stack:
                    OMP_WAIT_POLICY=env.get("OMP_WAIT_POLICY", "PASSIVE"))
         if not env.get("EASEL_API_KEYS"):
             env.setdefault("EASEL_AUTH", "off")  # a local stack; keys are opt-in here
+        if env.get("EASEL_AUTH") == "off" and not is_loopback(self.o.host):
+            # Keys are opt-in only for a stack nobody else can reach.
+            forced = env.get("EASEL_ALLOW_NO_AUTH_PUBLIC", "").lower() in ("1", "true", "yes")
+            if not (self.o.insecure_no_auth or forced):
+                raise SystemExit(f"easel: refusing to serve {self.o.host} with API keys off: set "
+                                 "EASEL_API_KEYS (easel hash-key KEY), use --host 127.0.0.1, or "
+                                 "pass --insecure-no-auth")
+            env["EASEL_ALLOW_NO_AUTH_PUBLIC"] = "1"
         threads = self.o.threads or max(1, (os.cpu_count() or 1) // max(1, self.o.workers))
         env.setdefault("EASEL_THREADS", str(threads))
         return env
 
     def _spawn(self, name: str, env: dict[str, str]) -> None:
         command = "serve" if name == "gateway" else "worker"
-        child_env = dict(env, EASEL_NAME=f"easel-up-{name}-{os.getpid()}") if command == "worker" \
-            else env
+        # Each worker process start adds a suffix of its own to this name (core.liveness).
+        child_env = dict(env, EASEL_NAME=f"easel-up-{name}") if command == "worker" else env
         if command == "worker":  # one metrics port per worker: 9100, 9101, ... (0 keeps all off)
             base = int(env.get("EASEL_METRICS_PORT") or 9100)
             child_env["EASEL_METRICS_PORT"] = str(base + int(name.rsplit("-", 1)[1]) if base else 0)
         self.procs[name] = subprocess.Popen([sys.executable, "-m", "cli", command], env=child_env)
+        self.started[name] = time.monotonic()
 
     def _describe(self) -> None:
         path = os.environ.get("EASEL_MODELS_FILE")
@@ -113,11 +175,12 @@ class Stack:
         self.stopping = True
 
     def run(self) -> None:
-        data = Path(self.o.data_dir).resolve()
+        data = private_dir(Path(self.o.data_dir).resolve())  # AOF, password, local images
         redis_url = os.environ.get("EASEL_REDIS_URL", "")
         if not redis_url:
             self.redis, redis_url = start_redis(data / "redis")
-            print(f"easel: started private Redis (AOF) at {redis_url}", flush=True)
+            print(f"easel: started private Redis (AOF, password in {data / 'redis' / 'password'})"
+                  f" at {redacted(redis_url)}", flush=True)
         env = self._env(redis_url, data)
         self._describe()
         print(f"easel: API keys {'required' if env.get('EASEL_AUTH') != 'off' else 'off'} "
@@ -140,15 +203,22 @@ class Stack:
         self._supervise(env)
 
     def _supervise(self, env: dict[str, str]) -> None:
+        """Restart what dies: at once after a crash of a process that ran a while, backing
+        off (up to RESTART_BACKOFF_MAX) while one keeps dying right after its start."""
+        delay = {name: 0.0 for name in self.procs}
         try:
             while not self.stopping:
                 for name, proc in list(self.procs.items()):
-                    if proc.poll() is not None and not self.stopping:
-                        print(f"easel: {name} exited with {proc.returncode}; restarting",
-                              flush=True)
-                        time.sleep(1)
-                        self._spawn(name, env)
-                time.sleep(0.5)
+                    if proc.poll() is None or self.stopping:
+                        continue
+                    ran = time.monotonic() - self.started[name]
+                    delay[name] = 0.0 if ran > RESTART_STABLE else \
+                        min(RESTART_BACKOFF_MAX, max(0.5, 2 * delay[name]))
+                    print(f"easel: {name} exited with {proc.returncode} after {ran:.0f}s; "
+                          f"restarting in {delay[name]:.1f}s", flush=True)
+                    time.sleep(delay[name])
+                    self._spawn(name, env)
+                time.sleep(0.2)
         finally:
             self._shutdown()
 

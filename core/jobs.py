@@ -21,8 +21,9 @@ def partial_channel(job_id: str) -> str:
     return f"easel:partial:{job_id}"
 
 
-def partial_key(job_id: str, index: int) -> str:
-    return f"partials/{job_id}/{index}.png"
+def partial_key(private_id: str, index: int) -> str:
+    """A streaming preview: under the job's private id, so a result URL does not reveal it."""
+    return f"partials/{private_id}/{index}.png"
 
 
 def new_job_id() -> str:
@@ -30,13 +31,22 @@ def new_job_id() -> str:
     return secrets.token_hex(16)
 
 
+RESULT_PREFIX = "images/"  # the only keys ever served by /files or given a presigned URL
+
+
 def image_key(job_id: str, index: int, ext: str) -> str:
     """Derived from job id and index, so a retried job overwrites instead of duplicating."""
-    return f"images/{job_id}/{index}.{ext}"
+    return f"{RESULT_PREFIX}{job_id}/{index}.{ext}"
 
 
-def input_key(job_id: str, name: str, ext: str = "png") -> str:
-    return f"inputs/{job_id}/{name}.{ext}"
+def is_result_key(key: str) -> bool:
+    return key.startswith(RESULT_PREFIX)
+
+
+def input_key(private_id: str, name: str, ext: str = "png") -> str:
+    """An uploaded input: under the private id, never the job id that every result URL shows
+    (an edit's source photo is the client's, not something its result link should expose)."""
+    return f"inputs/{private_id}/{name}.{ext}"
 
 
 class RenderJob(BaseModel):
@@ -59,6 +69,9 @@ class RenderJob(BaseModel):
     strength: float | None = None
     background: Literal["opaque", "transparent"] = "opaque"
     partial_images: int = 0  # previews published while denoising (stream=true)
+    # Directory of the job's inputs and previews: random and independent of job_id, which is
+    # public in every result URL.  The default covers payloads from an older gateway.
+    private_id: str = Field(default_factory=new_job_id)
     request_id: str | None = None  # ties the worker's job log line to the gateway's request
 
 

@@ -1,26 +1,37 @@
 """Which workers are alive, and which queues they serve: heartbeat keys with a short TTL.
 
 RQ's own worker registry keeps a killed non-forking worker "alive" until its TTL (minutes)
-runs out; readiness and routing need to know within seconds.
+runs out; readiness and routing need to know within seconds.  Every worker process start has a
+name of its own (`process_name`), so a restarted worker never waits for its dead predecessor's
+registrations to expire.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 WORKERS_SET = "easel:workers"
-ALIVE_SECONDS = 15
+
+
+def process_name(base: str) -> str:
+    """A name unique to this process start: supervisors (`easel up`, a container restart)
+    bring a worker back with the same configured name, hostname and even pid, and RQ refuses a
+    second registration under a name that is still marked active."""
+    return f"{base}-{secrets.token_hex(3)}"
 
 
 def _key(name: str) -> str:
     return f"easel:alive:{name}"
 
 
-def beat(redis: Any, name: str, queues: list[str], extra: dict[str, Any] | None = None) -> None:
+def beat(redis: Any, name: str, queues: list[str], ttl_seconds: float,
+         extra: dict[str, Any] | None = None) -> None:
     with redis.pipeline() as pipe:
         pipe.sadd(WORKERS_SET, name)
-        pipe.set(_key(name), json.dumps({"queues": queues, **(extra or {})}), ex=ALIVE_SECONDS)
+        pipe.set(_key(name), json.dumps({"queues": queues, **(extra or {})}),
+                 px=max(1, int(ttl_seconds * 1000)))
         pipe.execute()
 
 
@@ -32,7 +43,7 @@ def forget(redis: Any, name: str) -> None:
 
 
 def live_workers(redis: Any) -> dict[str, dict[str, Any]]:
-    """name -> heartbeat payload, for every worker that beat within ALIVE_SECONDS."""
+    """name -> heartbeat payload, for every worker whose last beat has not expired."""
     names = sorted(n.decode() if isinstance(n, bytes) else n for n in redis.smembers(WORKERS_SET))
     if not names:
         return {}

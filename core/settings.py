@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +27,21 @@ class CommonSettings(BaseSettings):
     url_ttl_seconds: int = 3600  # presigned / served URLs stay valid this long (OpenAI: 60 min)
     outcome_ttl_seconds: int = 3600
     log_json: bool = False
+    # Recovery timings (every process must agree): a worker beats every `heartbeat_seconds`;
+    # one silent for `liveness_ttl_seconds` is dead, and its started jobs are handed back to
+    # the queue by the next reaper pass (every `reaper_seconds`, in gateways and workers).
+    # A killed worker's job is re-run within liveness TTL + reaper period + its render time.
+    heartbeat_seconds: float = Field(default=2.0, gt=0)
+    liveness_ttl_seconds: float = Field(default=10.0, gt=0)
+    reaper_seconds: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _beats_fit_in_liveness(self) -> CommonSettings:
+        # Two beats must fit in one TTL, or a slow beat would make a live worker look dead.
+        if self.liveness_ttl_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError("EASEL_LIVENESS_TTL_SECONDS must be at least twice "
+                             "EASEL_HEARTBEAT_SECONDS")
+        return self
 
 
 class GatewaySettings(CommonSettings):
@@ -35,18 +50,42 @@ class GatewaySettings(CommonSettings):
     # "required": /v1/* needs a key from api_keys; "off" must be chosen explicitly.
     auth: Literal["required", "off"] = "required"
     api_keys: str = ""  # comma-separated name:sha256hex (see `easel hash-key`)
-    # Base of URLs to locally stored images; empty means "the URL the client called".
+    # Base of URLs to locally stored images; empty means "the URL the client called" when its
+    # Host is an allowed one, else the address the connection arrived on (never a foreign Host).
     public_url: str = ""
+    # Comma-separated Host names this gateway answers to (others get 400: DNS rebinding); "*"
+    # accepts any. A loopback bind adds localhost, 127.0.0.1 and ::1; empty on a public bind:
+    # any Host. public_url's host is always allowed.
+    allowed_hosts: str = ""
+    # Auth off on a non-loopback bind exposes the API to the network: refused unless set.
+    allow_no_auth_public: bool = False
+    # Slow clients (docs/deploy.md#reverse-proxy): a connection must finish its request line and
+    # headers within header_timeout_seconds and max_header_bytes, and its body within
+    # body_timeout_seconds of the headers; uvicorn answers 503 beyond max_connections.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    body_timeout_seconds: float = Field(default=60.0, gt=0)
+    max_connections: int = Field(default=2048, ge=1)
+    keep_alive_seconds: int = Field(default=5, ge=1)
     request_timeout_seconds: float = 300.0
     job_timeout_seconds: int = 600
     max_body_bytes: int = 1_000_000  # JSON bodies
     max_upload_bytes: int = 64_000_000  # a whole multipart body (edits, variations)
     max_file_bytes: int = 25_000_000  # one uploaded image
     max_image_pixels: int = 4096 * 4096  # checked from the header, before decoding
+    # Pixels one request may have decoded: the edited image plus its mask (the other uploaded
+    # images are never decoded).  A decoded pixel costs 3-4 bytes, a compressed one far less.
+    max_request_pixels: int = 2 * 4096 * 4096
+    # Uploads decoded at once by this gateway; the rest wait, so a burst of large uploads
+    # costs at most this many decoded images of memory (about 64 MB each at the pixel limit).
+    max_concurrent_decodes: int = Field(default=2, ge=1)
     job_retries: int = 2  # re-runs after a failure or a dead worker; then the job fails
     max_queue_depth: int = 200  # per pipeline; beyond it new jobs get 429 + Retry-After
     key_requests_per_minute: int = 120  # per API key (auth on); 0 = unlimited
     key_max_concurrent: int = 8  # jobs in flight per API key (auth on); 0 = unlimited
+    # A request's concurrency slot is a lease its gateway renews while the request waits: a
+    # gateway that dies stops renewing, and its slots free themselves within this time.
+    lease_seconds: float = Field(default=30.0, ge=1)
     # A client that hangs up while waiting: "finish" lets its job complete (images stored, RQ
     # keeps the result); "cancel" takes the job off the queue if no worker has started it.
     on_disconnect: Literal["finish", "cancel"] = "finish"
@@ -72,6 +111,9 @@ class WorkerSettings(CommonSettings):
     max_batch_images: int = 8  # cross-request batching; 1 turns it off
     max_batch_wait_ms: int = 10  # how long to gather compatible jobs after taking one
     metrics_port: int = 9100  # Prometheus /metrics of this worker; 0 disables it
+    # Its listen address: this host only unless Prometheus scrapes from elsewhere (compose and
+    # the worker images set 0.0.0.0 inside their container network).
+    metrics_host: str = "127.0.0.1"
 
     def pipeline_names(self) -> list[str]:
         return [p.strip() for p in self.pipelines.split(",") if p.strip()]

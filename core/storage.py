@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.jobs import is_result_key
 from core.settings import CommonSettings
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+EXPIRY_RULE_ID = "easel-expire"  # the bucket lifecycle rule S3Storage.ensure_bucket sets
+log = logging.getLogger("easel.storage")
 
 
 class StorageError(Exception):
@@ -30,6 +35,13 @@ def _safe_key(key: str) -> str:
     return key
 
 
+def _public_key(key: str) -> str:
+    """Only results get a URL: inputs and previews live under private ids and stay private."""
+    if not is_result_key(_safe_key(key)):
+        raise StorageError(f"no URL is made for {key!r}: only result images are served")
+    return key
+
+
 class LocalStorage:
     """Files under one root; the gateway serves them at `<base_url>/files/<key>`."""
 
@@ -41,9 +53,15 @@ class LocalStorage:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename: a reader never sees half an image, a retry simply replaces it.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        for attempt in (1, 2):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+                break
+            except FileNotFoundError:  # a purge removed the new, still empty directory
+                if attempt == 2:
+                    raise
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, target)
@@ -55,19 +73,28 @@ class LocalStorage:
             raise StorageError(f"no object {key}") from exc
 
     def url(self, key: str, base_url: str) -> str:
-        return f"{base_url.rstrip('/')}/files/{_safe_key(key)}"
+        return f"{base_url.rstrip('/')}/files/{_public_key(key)}"
 
     def purge_older_than(self, seconds: float) -> int:
-        """Delete stored files older than `seconds` (expired URLs); returns how many."""
+        """Delete stored files older than `seconds` (expired URLs), then the directories left
+        empty (one per job, so they would pile up); returns how many files went."""
         cutoff = time.time() - seconds
         removed = 0
+        directories = []
         for path in self.root.rglob("*"):
             try:
-                if path.is_file() and path.stat().st_mtime < cutoff:
+                if path.is_dir():
+                    directories.append(path)
+                elif path.stat().st_mtime < cutoff:
                     path.unlink()
                     removed += 1
             except OSError:
                 continue  # raced with another purge or a writer: nothing to do
+        for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+            try:
+                directory.rmdir()  # only if empty; a writer that loses this race retries
+            except OSError:
+                continue
         return removed
 
 
@@ -99,7 +126,7 @@ class S3Storage:
 
     def url(self, key: str, base_url: str) -> str:
         return str(self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": _safe_key(key)},
+            "get_object", Params={"Bucket": self.bucket, "Key": _public_key(key)},
             ExpiresIn=self.ttl))
 
     def ensure_bucket(self) -> None:
@@ -109,6 +136,53 @@ class S3Storage:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
             self.client.create_bucket(Bucket=self.bucket)
+        self.ensure_expiry()
+
+    def expiry_days(self) -> int:
+        """Objects are kept a whole day at least (lifecycle rules count in days), and never
+        less than their URLs stay valid."""
+        return max(1, math.ceil(self.ttl / 86400))
+
+    def ensure_expiry(self) -> bool:
+        """Best effort: a lifecycle rule that deletes every object `expiry_days` after it was
+        written, so the bucket does not grow forever.  A bucket with lifecycle rules of its own
+        is left alone, and a store that refuses (no permission, no lifecycle support) is only
+        logged: images are still served, they just never expire.  Returns whether the rule is in
+        place.  SeaweedFS stores the rule but enforces it only through its admin+worker stack or
+        the bucket's lifecycle TTL fast path, which compose's s3-bucket service turns on."""
+        from botocore.exceptions import ClientError
+
+        days = self.expiry_days()
+        try:
+            rules = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                log.warning("bucket %s: cannot read its lifecycle rules (%s); objects will not "
+                            "expire unless the store has a rule (docs/deploy.md, \"Retention\")",
+                            self.bucket, exc)
+                return False
+            rules = []
+        ours = [r for r in rules if r.get("ID") == EXPIRY_RULE_ID]
+        if [r for r in rules if r.get("ID") != EXPIRY_RULE_ID]:
+            log.warning("bucket %s has lifecycle rules of its own; Easel leaves them as they are "
+                        "and adds no %d-day expiry", self.bucket, days)
+            return bool(ours)
+        if ours and ours[0].get("Status") == "Enabled" and \
+                ours[0].get("Expiration", {}).get("Days") == days:
+            return True
+        rule = {"ID": EXPIRY_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": ""},
+                "Expiration": {"Days": days}}
+        try:
+            self.client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration={"Rules": [rule]})
+        except ClientError as exc:
+            log.warning("bucket %s: cannot set a lifecycle rule (%s); objects will never expire: "
+                        "add an expiration rule yourself (docs/deploy.md, \"Retention\")",
+                        self.bucket, exc)
+            return False
+        log.info("bucket %s: objects now expire %d day(s) after they are written (lifecycle "
+                 "rule %s)", self.bucket, days, EXPIRY_RULE_ID)
+        return True
 
 
 def make_storage(settings: CommonSettings) -> LocalStorage | S3Storage:

@@ -7,6 +7,7 @@ generations, variations and edits.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,9 @@ class LoadedPipeline:
     load_seconds: float
     family: ModelFamily
     _derived: dict[str, Any] = field(default_factory=dict)
+    # diffusers pipelines are not thread-safe, and the derived twins share the same modules:
+    # every call into any of them holds this lock (models.rendering), whichever thread calls.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _derive(self, kind: str) -> Any:
         if kind not in self._derived:

@@ -97,11 +97,12 @@ def generate_prompts(loaded: LoadedPipeline, prompts: list[str], negative_prompt
                      partials: int = 0, on_partial: OnPartial | None = None) -> list[Image.Image]:
     """One pipeline call for several prompts (a cross-request batch), one seed per image."""
     w, h = _dims(loaded, width, height)
-    out = loaded.text2img(
-        **_prompts(loaded, prompts, negative_prompt),
-        num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,
-        generator=_generators(seeds, "cpu"), output_type="pil",
-        **_preview_kwargs(loaded, steps, partials, on_partial, width, height, (w, h)))
+    with loaded.lock:
+        out = loaded.text2img(
+            **_prompts(loaded, prompts, negative_prompt),
+            num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,
+            generator=_generators(seeds, "cpu"), output_type="pil",
+            **_preview_kwargs(loaded, steps, partials, on_partial, width, height, (w, h)))
     return _fit(list(out.images), width, height)
 
 
@@ -165,9 +166,10 @@ def edit(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds
     steps = _img2img_steps(steps, strength)
     previews = _preview_kwargs(loaded, max(1, int(steps * strength)), partials, on_partial,
                                width, height, (w, h))  # over the steps that actually run
-    out = loaded.inpaint(image=flat.resize((w, h), Image.Resampling.LANCZOS), mask_image=small,
-                         width=w, height=h, strength=strength, num_inference_steps=steps,
-                         **common, **previews)
+    with loaded.lock:
+        out = loaded.inpaint(image=flat.resize((w, h), Image.Resampling.LANCZOS),
+                             mask_image=small, width=w, height=h, strength=strength,
+                             num_inference_steps=steps, **common, **previews)
     return _paste_back(_fit(list(out.images), width, height), flat, weight)
 
 
@@ -179,8 +181,10 @@ def _img2img(loaded: LoadedPipeline, flat: Image.Image, w: int, h: int, steps: i
     n = len(common["generator"])
     source = flat.resize((w, h), Image.Resampling.LANCZOS)
     size = {"width": w, "height": h} if loaded.family.img2img_size else {}
-    out = loaded.img2img(image=[source] * n, strength=strength,
-                         num_inference_steps=_img2img_steps(steps, strength), **size, **common)
+    with loaded.lock:
+        out = loaded.img2img(image=[source] * n, strength=strength,
+                             num_inference_steps=_img2img_steps(steps, strength), **size,
+                             **common)
     return _fit(list(out.images), width, height)
 
 

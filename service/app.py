@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -11,12 +12,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from PIL import Image
+from fastapi.responses import Response
+from PIL import Image, PngImagePlugin
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from core.catalog import load_catalog
 from core.errors import OpenAIError, bad_request
@@ -25,27 +27,35 @@ from core.redis_checks import check_redis_policy
 from core.settings import GatewaySettings
 from core.storage import LocalStorage, S3Storage, make_storage
 from service.auth import KeyChecker, parse_key_hashes
-from service.limits import KeyQuota
+from service.dispatch import ClientGone, Dispatcher
+from service.docs import docs
+from service.hosts import HostGuard, allowed_hosts, is_loopback
+from service.limits import Admission
 from service.metrics import GatewayMetrics
 from service.pages import pages
 from service.queue import JobQueue
-from service.routes import router
-from service.serving import ClientGone, ImageService
+from service.routes import router, v1
+from service.serving import ImageService
+from service.slow_clients import BodyDeadline
 from service.waiter import CompletionWaiter
 
 log = logging.getLogger("easel.gateway")
 
 
-def _envelope(exc: OpenAIError) -> JSONResponse:
-    return JSONResponse(exc.envelope(), exc.status, headers=exc.headers)
+def _envelope(exc: OpenAIError) -> Response:
+    # ASCII escapes: a message echoing client text (an unknown field named "\ud800") must
+    # still render; UTF-8 encoding of a lone surrogate would fail.
+    return Response(json.dumps(exc.envelope(), separators=(",", ":")), exc.status,
+                    headers=exc.headers, media_type="application/json")
 
 
-async def _reap_forever(redis: Redis, queues: list[str], every: float = 5.0) -> None:
+async def _reap_forever(redis: Redis, queues: list[str], settings: GatewaySettings) -> None:
     """Requeue (or fail) jobs whose worker died, even while no worker is alive to do it."""
     while True:
-        await asyncio.sleep(every)
+        await asyncio.sleep(settings.reaper_seconds)
         try:
-            await run_in_threadpool(reap, redis, queues)
+            await run_in_threadpool(reap, redis, queues, settings.outcome_ttl_seconds,
+                                    settings.liveness_ttl_seconds)
         except Exception as exc:  # Redis away: the next pass tries again
             log.debug("reaper pass failed: %s", exc)
 
@@ -65,6 +75,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     catalog = load_catalog(settings.models_file)
     # Pillow's decompression-bomb guard at Easel's own limit (uploads are also checked first).
     Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
+    # Pillow inflates a PNG's text chunks when it reads the header, up to 64 MB per image by
+    # default: a 66 KB file of zTXt chunks cost that much.  Metadata is discarded anyway.
+    PngImagePlugin.MAX_TEXT_MEMORY = 2 * PngImagePlugin.MAX_TEXT_CHUNK
     keys = None
     if settings.auth == "required":
         hashes = parse_key_hashes(settings.api_keys)
@@ -72,6 +85,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise RuntimeError("EASEL_AUTH=required but EASEL_API_KEYS is empty: configure key "
                                "hashes (easel hash-key KEY) or set EASEL_AUTH=off explicitly")
         keys = KeyChecker(hashes)
+    elif not is_loopback(settings.host) and not settings.allow_no_auth_public:
+        raise RuntimeError(f"EASEL_AUTH=off on {settings.host}, a non-loopback address, would let "
+                           "anyone on the network use the API: configure EASEL_API_KEYS, bind "
+                           "to 127.0.0.1, or set EASEL_ALLOW_NO_AUTH_PUBLIC=1 to force it")
+    hosts = allowed_hosts(settings)
     sync_redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3)
     async_redis = AsyncRedis.from_url(settings.redis_url, socket_connect_timeout=3)
     queue = JobQueue(sync_redis, settings.job_timeout_seconds, settings.job_retries,
@@ -89,19 +107,23 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 log.warning("could not check or create bucket %s: %s", storage.bucket, exc)
         await run_in_threadpool(check_redis_policy, sync_redis)
         await waiter.start()
-        reaper = asyncio.create_task(_reap_forever(sync_redis, [p.queue for p in
-                                                               catalog.pipelines.values()]))
+        reaper = asyncio.create_task(_reap_forever(
+            sync_redis, [p.queue for p in catalog.pipelines.values()], settings))
+        renewer = asyncio.create_task(admission.renew_forever())
         purger = (asyncio.create_task(_purge_forever(storage, settings.url_ttl_seconds))
                   if isinstance(storage, LocalStorage) else None)
         yield
         reaper.cancel()
+        renewer.cancel()
         if purger is not None:
             purger.cancel()
         await waiter.stop()
         await async_redis.aclose()
         sync_redis.close()
 
-    app = FastAPI(title="Easel", version="0.1.0", lifespan=lifespan,
+    # docs_url/redoc_url off: FastAPI's pages load scripts from a CDN (service/docs.py).
+    app = FastAPI(title="Easel", version="0.1.0", lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="OpenAI Images API on your own hardware")
     app.state.settings = settings
     app.state.catalog = catalog
@@ -109,38 +131,52 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.queue = queue
     app.state.metrics = metrics
     app.state.storage = storage
-    quota = (KeyQuota(async_redis, settings.key_requests_per_minute, settings.key_max_concurrent)
-             if keys is not None else None)
-    app.state.images = ImageService(settings, catalog, queue, waiter, storage, metrics, quota)
+    admission = Admission(async_redis, settings.max_queue_depth,
+                          settings.key_requests_per_minute, settings.key_max_concurrent,
+                          settings.lease_seconds)
+    dispatcher = Dispatcher(settings, queue, waiter, metrics, admission)
+    app.state.images = ImageService(settings, catalog, dispatcher, storage, metrics)
+    app.state.keys = keys
+    app.state.allowed_hosts = hosts
+    app.include_router(v1)
     app.include_router(router)
     app.include_router(pages)
+    app.include_router(docs)
 
     @app.exception_handler(OpenAIError)
-    async def openai_error(request: Request, exc: OpenAIError) -> JSONResponse:
+    async def openai_error(request: Request, exc: OpenAIError) -> Response:
         return _envelope(exc)
 
     @app.exception_handler(ClientGone)
     async def client_gone(request: Request, exc: ClientGone) -> Response:
         return Response(status_code=499)  # nobody is listening; nginx's "client closed request"
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnect(request: Request, exc: ClientDisconnect) -> Response:
+        return Response(status_code=499)  # hung up mid-body: the client's doing, not an error
+
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
         return _envelope(bad_request(str(first.get("msg", "Invalid request.")),
                                      ".".join(loc) or None, "invalid_value"))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = (f"Invalid URL ({request.method} {request.url.path})" if exc.status_code == 404
-                   else str(exc.detail))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = (f"Invalid URL ({request.method} {request.scope['path']})"
+                   if exc.status_code == 404 else str(exc.detail))
         return _envelope(OpenAIError(exc.status_code, message))
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.scope["path"])
         return _envelope(OpenAIError(500, "The server had an error processing your request.",
                                      "server_error", None, "server_error"))
+
+    # Added before `observe`, so inside it: the 408 it raises from `receive` reaches the routes'
+    # exception handlers directly (BaseHTTPMiddleware would wrap it in an ExceptionGroup).
+    app.add_middleware(BodyDeadline, seconds=settings.body_timeout_seconds)
 
     @app.middleware("http")
     async def observe(request: Request,
@@ -150,8 +186,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         request.state.request_id = request_id
         t0 = time.perf_counter()
         try:
-            if keys is not None and request.url.path.startswith("/v1/"):
-                request.state.key_name = keys.identify(request.headers.get("authorization"))
             response = await call_next(request)
         except OpenAIError as exc:  # raised here, outside the routes' exception handlers
             response = _envelope(exc)
@@ -167,9 +201,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # Probes poll constantly (503 while starting is expected): keep them out of the log.
         quiet = endpoint in ("/healthz", "/readyz", "/metrics")
         log.log(logging.DEBUG if quiet else logging.INFO, "%s %s %d %.3fs", request.method,
-                request.url.path, response.status_code, seconds,
+                request.scope["path"], response.status_code, seconds,
                 extra={"request_id": request_id, "status": response.status_code,
                        "seconds": round(seconds, 4)})
         return response
 
+    # Added last, so outermost: a foreign Host is refused before anything else runs.
+    if hosts is not None:
+        app.add_middleware(HostGuard, allowed=hosts)
     return app

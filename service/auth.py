@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from fastapi import Request
+
 from core.errors import OpenAIError
 
 
@@ -52,3 +54,14 @@ class KeyChecker:
                 return name
         shown = token[:3] + "*" * 4 + token[-4:] if len(token) > 8 else "****"
         raise unauthorized(f"Incorrect API key provided: {shown}.")
+
+
+async def require_key(request: Request) -> None:
+    """Dependency of every /v1 route: the key's name for quotas, or a 401.
+
+    Attached to the routes themselves rather than decided from the URL: a URL rebuilt from a
+    crafted Host header (CVE-2026-48710, Starlette < 1.3.1) once let /v1 requests skip it.
+    """
+    keys: KeyChecker | None = request.app.state.keys
+    if keys is not None:
+        request.state.key_name = keys.identify(request.headers.get("authorization"))

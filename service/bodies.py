@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request
 
 from core.errors import OpenAIError, bad_request
+from service.validation import parse_int
 
 
 def too_large(limit: int) -> OpenAIError:
@@ -17,7 +18,9 @@ def too_large(limit: int) -> OpenAIError:
 
 async def read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    # A length of more digits than any limit is too large without converting it (int() of
+    # 4300+ digits raises ValueError).
+    if declared and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
@@ -29,12 +32,24 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def require_json(request: Request) -> None:
+    """415 unless the body is declared JSON: a cross-site form or fetch may send text/plain
+    (or no type) without a CORS preflight, application/json needs one."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/json":
+        shown = media[:60] or "none"
+        raise OpenAIError(415, f"Unsupported Content-Type '{shown}': send the body as JSON with "
+                          "'Content-Type: application/json'.", "invalid_request_error", None,
+                          "unsupported_media_type")
+
+
 async def read_json(request: Request, limit: int) -> Any:
+    require_json(request)
     raw = await read_limited(request, limit)
     if not raw.strip():
         raise bad_request("The request body is empty; send a JSON object.", None, "invalid_json")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_int=parse_int)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise bad_request(
             "We could not parse the JSON body of your request. (HINT: This likely means you "

@@ -36,9 +36,12 @@ def static_path(name: str) -> Path:
     """The file `name` inside STATIC, or a 404 for anything else (traversal, dotfiles, types)."""
     if not name or "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
         raise _not_found()
-    path = (STATIC / name).resolve()
-    if path.parent != STATIC or path.suffix not in TYPES or not path.is_file():
-        raise _not_found()
+    try:  # a name the filesystem refuses (too long: ENAMETOOLONG, ...) is simply not there
+        path = (STATIC / name).resolve()
+        if path.parent != STATIC or path.suffix not in TYPES or not path.is_file():
+            raise _not_found()
+    except OSError as exc:
+        raise _not_found() from exc
     return path
 
 

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import OpenAIError, model_not_found
+from core.jobs import is_result_key
 from core.storage import LocalStorage, StorageError
+from service.auth import require_key
 from service.bodies import read_json
+from service.hosts import public_base
 from service.openapi import EDIT_BODY, GENERATION_BODY, VARIATION_BODY
 from service.serving import RequestContext
 from service.uploads import read_upload
 
 router = APIRouter()
+v1 = APIRouter(dependencies=[Depends(require_key)])  # every /v1 route needs a key (auth on)
+log = logging.getLogger("easel.gateway")
 STATIC = Path(__file__).resolve().parent / "static"
 
 
@@ -42,26 +48,26 @@ def _context(request: Request) -> RequestContext:
     return ctx
 
 
-@router.post("/v1/images/generations", openapi_extra=GENERATION_BODY)
+@v1.post("/v1/images/generations", openapi_extra=GENERATION_BODY)
 async def generations(request: Request) -> Response:
     st = _state(request)
     body = await read_json(request, st.settings.max_body_bytes)
-    return _answer(await st.images.generate(body, str(request.base_url), _context(request)))
+    return _answer(await st.images.generate(body, public_base(request), _context(request)))
 
 
 async def _transform(request: Request, kind: str) -> Response:
     st = _state(request)
     upload = await read_upload(request, st.settings.max_upload_bytes, st.settings.max_file_bytes)
-    return _answer(await st.images.transform(kind, upload, str(request.base_url),
+    return _answer(await st.images.transform(kind, upload, public_base(request),
                                              _context(request)))
 
 
-@router.post("/v1/images/edits", openapi_extra=EDIT_BODY)
+@v1.post("/v1/images/edits", openapi_extra=EDIT_BODY)
 async def edits(request: Request) -> Response:
     return await _transform(request, "edit")
 
 
-@router.post("/v1/images/variations", openapi_extra=VARIATION_BODY)
+@v1.post("/v1/images/variations", openapi_extra=VARIATION_BODY)
 async def variations(request: Request) -> Response:
     return await _transform(request, "variation")
 
@@ -83,7 +89,7 @@ async def _served(request: Request) -> dict[str, int]:
         return {}
 
 
-@router.get("/v1/models")
+@v1.get("/v1/models")
 async def list_models(request: Request) -> dict[str, object]:
     served = await _served(request)
     models = _state(request).catalog.models.values()
@@ -91,7 +97,7 @@ async def list_models(request: Request) -> dict[str, object]:
                                        for m in models]}
 
 
-@router.get("/v1/models/{model_id:path}")
+@v1.get("/v1/models/{model_id:path}")
 async def get_model(request: Request, model_id: str) -> dict[str, object]:
     model = _state(request).catalog.model(model_id)
     if model is None:
@@ -112,7 +118,9 @@ async def readyz(request: Request) -> JSONResponse:
         await st.redis.ping()
         workers = await run_in_threadpool(st.queue.workers_per_pipeline, st.catalog)
     except (RedisError, OSError) as exc:
-        return JSONResponse({"status": "unavailable", "redis": f"unreachable: {exc}"}, 503)
+        # The error text names hosts, ports and versions: the log gets it, the public does not.
+        log.warning("readiness: Redis unreachable: %s", exc)
+        return JSONResponse({"status": "unavailable", "redis": "unreachable"}, 503)
     ready = all(n > 0 for n in workers.values())
     return JSONResponse({"status": "ready" if ready else "waiting for workers", "redis": "ok",
                          "workers": workers}, 200 if ready else 503)
@@ -127,16 +135,21 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/files/{key:path}")
 async def files(request: Request, key: str) -> Response:
-    """Locally stored images; the random job id in the key is what keeps URLs private."""
+    """Locally stored results; the random job id in the key is what keeps URLs private.
+    Uploaded inputs and streaming previews are never served, whatever their key."""
     storage = _state(request).storage
-    if not isinstance(storage, LocalStorage):
+    if not isinstance(storage, LocalStorage) or not is_result_key(key):
         raise OpenAIError(404, "Not found.", code="not_found")
     try:
         path = storage.path(key)
     except StorageError as exc:
         raise OpenAIError(404, "Not found.", code="not_found") from exc
-    if not path.is_file() or storage.root not in path.resolve().parents:
-        raise OpenAIError(404, "Not found.", code="not_found")
-    if time.time() - path.stat().st_mtime > _state(request).settings.url_ttl_seconds:
+    try:  # a name the filesystem refuses (too long: ENAMETOOLONG, ...) is simply not there
+        if not path.is_file() or storage.root not in path.resolve().parents:
+            raise OpenAIError(404, "Not found.", code="not_found")
+        modified = path.stat().st_mtime
+    except OSError as exc:
+        raise OpenAIError(404, "Not found.", code="not_found") from exc
+    if time.time() - modified > _state(request).settings.url_ttl_seconds:
         raise OpenAIError(404, "This image URL has expired.", code="expired")
     return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})

@@ -4,137 +4,55 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import StreamingResponse
-from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from core.catalog import Catalog
-from core.errors import bad_request, server_error, unavailable
+from core.errors import bad_request, server_error
 from core.jobs import Outcome, RenderJob, input_key, new_job_id
 from core.settings import GatewaySettings
 from core.storage import LocalStorage, S3Storage, StorageError
-from service.limits import KeyQuota, ServiceRate, rate_limited
+from service.dispatch import Dispatcher, RequestContext
 from service.metrics import GatewayMetrics
-from service.queue import JobQueue
 from service.streaming import PartialFeed, stream_events
-from service.uploads import Uploaded, decode, has_alpha, has_transparent_pixels, to_png
+from service.uploads import Uploaded, check_format, prepare, probe
 from service.validation import GenerationParams, coerce_form, parse_generation, parse_request
-from service.waiter import CompletionWaiter
-
-
-class ClientGone(Exception):
-    """The client disconnected while waiting; nothing is sent back."""
-
-
-@dataclass
-class RequestContext:
-    request_id: str | None = None
-    key_name: str | None = None
-    disconnected: Callable[[], Awaitable[None]] | None = None
-    model: str = ""  # filled in once the body names one; labels the request metrics
 
 
 class ImageService:
-    def __init__(self, settings: GatewaySettings, catalog: Catalog, queue: JobQueue,
-                 waiter: CompletionWaiter, storage: LocalStorage | S3Storage,
-                 metrics: GatewayMetrics, quota: KeyQuota | None = None) -> None:
+    def __init__(self, settings: GatewaySettings, catalog: Catalog, dispatcher: Dispatcher,
+                 storage: LocalStorage | S3Storage, metrics: GatewayMetrics) -> None:
         self.settings = settings
         self.catalog = catalog
-        self.queue = queue
-        self.waiter = waiter
+        self.dispatcher = dispatcher
         self.storage = storage
         self.metrics = metrics
-        self._workers_seen: dict[str, float] = {}
-        self.rate = ServiceRate()
-        self.quota = quota
-
-    async def _require_worker(self, queue_name: str, model: str) -> None:
-        """Fail fast instead of queueing work no process will ever take (cached for 2 s)."""
-        if time.monotonic() - self._workers_seen.get(queue_name, -1e9) < 2.0:
-            return
-        if await run_in_threadpool(self.queue.live_workers, queue_name) == 0:
-            raise unavailable(f"No worker is serving model '{model}' right now; try again soon.",
-                              retry_after=10)
-        self._workers_seen[queue_name] = time.monotonic()
-
-    async def admit(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> None:
-        """Everything that can refuse a job, then the enqueue; errors are plain JSON answers."""
-        try:
-            await self._require_worker(queue_name, job.model)
-            depth = await run_in_threadpool(self.queue.depth, queue_name)
-            if depth >= self.settings.max_queue_depth:
-                raise rate_limited(f"The queue for model '{job.model}' is full ({depth} jobs); "
-                                   "try again later.", self.rate.retry_after(job.pipeline, depth),
-                                   "queue_full")
-            if self.quota is not None and ctx.key_name:
-                await self.quota.acquire(ctx.key_name)
-        except RedisError as exc:
-            raise unavailable("The job queue is unavailable; try again shortly.") from exc
-        try:
-            await run_in_threadpool(self.queue.enqueue, queue_name, job)
-        except RedisError as exc:
-            await self._release(ctx)
-            raise unavailable("The job queue is unavailable; try again shortly.") from exc
-
-    async def _release(self, ctx: RequestContext) -> None:
-        if self.quota is not None and ctx.key_name:
-            with contextlib.suppress(RedisError):
-                await self.quota.release(ctx.key_name)
-
-    async def outcome_of(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Outcome:
-        """Wait for an admitted job; a failure becomes an OpenAIError, a hang-up ClientGone."""
-        self.metrics.waiting.inc()
-        waiting = asyncio.ensure_future(
-            self.waiter.wait(job.job_id, self.settings.request_timeout_seconds))
-        gone = asyncio.ensure_future(ctx.disconnected()) if ctx.disconnected else None
-        try:
-            await asyncio.wait([f for f in (waiting, gone) if f is not None],
-                               return_when=asyncio.FIRST_COMPLETED)
-            if not waiting.done():
-                if self.settings.on_disconnect == "cancel":
-                    await run_in_threadpool(self.queue.cancel_if_queued, queue_name, job.job_id)
-                raise ClientGone()
-            outcome = waiting.result()
-        finally:
-            for f in (waiting, gone):
-                if f is not None and not f.done():
-                    f.cancel()
-            self.metrics.waiting.dec()
-            await self._release(ctx)
-        if outcome is None:
-            raise server_error("The image was not ready in time; try again later.",
-                               "timeout", 504)
-        if outcome.status == "failed" or outcome.result is None:
-            raise server_error(f"Image generation failed: {outcome.error or 'unknown error'}",
-                               outcome.error_type or "generation_failed")
-        self.rate.record(job.pipeline)  # completions only: timeouts say nothing about the rate
-        return outcome
+        self.decodes = asyncio.Semaphore(settings.max_concurrent_decodes)  # _store_inputs
 
     async def run_job(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Outcome:
-        await self.admit(queue_name, job, ctx)
-        return await self.outcome_of(queue_name, job, ctx)
+        return await self.dispatcher.run(queue_name, job, ctx)
 
     async def run_streaming(self, params: GenerationParams, job: RenderJob,
                             ctx: RequestContext) -> StreamingResponse:
-        feed = PartialFeed(self.waiter.redis, job.job_id)
+        feed = PartialFeed(self.dispatcher.waiter.redis, job.job_id)
         await feed.open()  # before the enqueue, so no preview can be missed
+        queue_name = params.pipeline.queue
         try:
-            await self.admit(params.pipeline.queue, job, ctx)
+            lease = await self.dispatcher.admit(queue_name, job, ctx)
         except BaseException:
             await feed.close()
             raise
-        # Starlette cancels the stream when the client hangs up: no disconnect watcher here.
+        # Starlette cancels the stream when the client hangs up: no disconnect watcher here;
+        # stream_events calls the abandon hook instead.
         quiet = RequestContext(ctx.request_id, ctx.key_name, None)
         events = stream_events("image_edit" if params.kind == "edit" else "image_generation",
                                self._meta(params), feed,
-                               self.outcome_of(params.pipeline.queue, job, quiet),
-                               self.storage.get, self._usage(params))
+                               self.dispatcher.outcome_of(queue_name, job, quiet, lease),
+                               self.storage.get, self._usage(params),
+                               lambda: self.dispatcher.abandon(queue_name, job.job_id))
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
@@ -182,15 +100,20 @@ class ImageService:
 
     async def transform(self, kind: str, upload: Uploaded, base_url: str,
                         ctx: RequestContext) -> dict[str, Any] | StreamingResponse:
-        """Edits (inpainting, outpainting) and variations: inputs go to storage, not Redis."""
+        """Edits (inpainting, outpainting) and variations: inputs go to storage, not Redis.
+        Fields, model, sizes and admission are all checked from the image headers first; only
+        what the job uses (the first image, an edit's mask) is ever decoded."""
         body = coerce_form(upload.fields)
         limit = self.settings.max_image_pixels
-        images = [await run_in_threadpool(decode, data, "image", limit) for data in upload.images]
-        first = images[0]
+        for extra in upload.images[1:]:  # accepted for OpenAI clients, never used: docs/api.md
+            check_format(extra, "image")
+        if kind != "edit" and upload.mask is not None:
+            raise bad_request("Variations take no 'mask'.", "mask", "unknown_parameter")
+        first = await run_in_threadpool(probe, upload.images[0], "image", limit)
         mask = None
         if upload.mask is not None:
-            mask = await run_in_threadpool(decode, upload.mask, "mask", limit)
-            if not has_alpha(mask):
+            mask = await run_in_threadpool(probe, upload.mask, "mask", limit)
+            if not mask.alpha:
                 raise bad_request("Invalid 'mask': it must be a PNG with an alpha channel; "
                                   "fully transparent pixels mark the area to edit.", "mask",
                                   "invalid_mask")
@@ -198,29 +121,42 @@ class ImageService:
                 raise bad_request(f"Invalid 'mask': its size {mask.size[0]}x{mask.size[1]} "
                                   f"does not match the image's {first.size[0]}x"
                                   f"{first.size[1]}.", "mask", "invalid_mask")
+        pixels = first.pixels + (mask.pixels if mask else 0)
+        if pixels > self.settings.max_request_pixels:
+            raise bad_request(f"Invalid 'image': the image and mask have {pixels} pixels, more "
+                              f"than the {self.settings.max_request_pixels} one request may "
+                              "have decoded.", "image", "image_too_large")
         params = parse_request(body, self.catalog, kind, first.size)
         ctx.model = params.model.id
-        if (kind == "edit" and mask is None and params.model.family.name == "dall-e-2"
-                and not await run_in_threadpool(has_transparent_pixels, first)):
+        transparent = kind == "edit" and mask is None and params.model.family.name == "dall-e-2"
+        if transparent and not first.alpha:
             raise bad_request("Invalid 'image': without a mask the image must have transparent "
                               "pixels, which mark the area to edit.", "image", "invalid_image")
-        job_id = new_job_id()
-        keys = [input_key(job_id, f"image{i}") for i in range(len(images) if kind == "edit" else 1)]
-        try:
-            for key, image in zip(keys, images, strict=False):
-                await run_in_threadpool(self.storage.put, key, to_png(image), "image/png")
-            mask_key = None
-            if mask is not None:
-                mask_key = input_key(job_id, "mask")
-                await run_in_threadpool(self.storage.put, mask_key, to_png(mask), "image/png")
-        except StorageError as exc:
-            raise server_error("Storage is unavailable; try again shortly.",
-                               "storage_unavailable", 503) from exc
-        job = self._job(params, job_id, ctx.request_id, image_keys=keys, mask_key=mask_key)
+        private_id = new_job_id()  # inputs never share the public job id: core.jobs.input_key
+        job = self._job(params, new_job_id(), ctx.request_id, private_id=private_id,
+                        image_keys=[input_key(private_id, "image0")],
+                        mask_key=input_key(private_id, "mask") if mask else None)
+        ctx.before_enqueue = lambda: self._store_inputs(job, upload, transparent)
         if params.stream:
             return await self.run_streaming(params, job, ctx)
         outcome = await self.run_job(params.pipeline.queue, job, ctx)
         return await self.respond(params, outcome, base_url)
+
+    async def _store_inputs(self, job: RenderJob, upload: Uploaded, transparent: bool) -> None:
+        """Decode and store what the admitted job uses, a few uploads at a time in the whole
+        gateway: a decoded 4096x4096 image is 64 MB, and a burst must not hold one each."""
+        inputs = [(upload.images[0], "image", job.image_keys[0], transparent)]
+        if upload.mask is not None and job.mask_key:
+            inputs.append((upload.mask, "mask", job.mask_key, False))
+        limit = self.settings.max_image_pixels
+        async with self.decodes:
+            for data, param, key, need_transparency in inputs:
+                png = await run_in_threadpool(prepare, data, param, limit, need_transparency)
+                try:
+                    await run_in_threadpool(self.storage.put, key, png, "image/png")
+                except StorageError as exc:
+                    raise server_error("Storage is unavailable; try again shortly.",
+                                       "storage_unavailable", 503) from exc
 
     async def respond(self, params: GenerationParams, outcome: Outcome,
                       base_url: str) -> dict[str, Any]:

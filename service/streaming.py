@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import OpenAIError, server_error
@@ -56,9 +57,17 @@ class PartialFeed:
 
 async def stream_events(prefix: str, meta: dict[str, Any], feed: PartialFeed,
                         outcome: Awaitable[Outcome], read: Callable[[str], bytes],
-                        usage: dict[str, Any]) -> AsyncIterator[bytes]:
-    """Yield partial-image events until the job ends, then the completed (or error) event."""
+                        usage: dict[str, Any],
+                        on_abandon: Callable[[], Awaitable[None]] | None = None,
+                        ) -> AsyncIterator[bytes]:
+    """Yield partial-image events until the job ends, then the completed (or error) event.
+
+    A client that hangs up cancels this generator mid-wait (Starlette cancels the response's
+    task group): the clean-up then runs shielded, so the outcome task, the pending read of the
+    preview queue and the subscription all end here, and `on_abandon` can cancel the job."""
     done = asyncio.ensure_future(outcome)
+    item: asyncio.Future[dict[str, Any]] | None = None
+    finished = False
 
     async def partial(entry: dict[str, Any]) -> bytes:
         blob = await run_in_threadpool(read, entry["key"])
@@ -71,16 +80,20 @@ async def stream_events(prefix: str, meta: dict[str, Any], feed: PartialFeed,
             item = asyncio.ensure_future(feed.items.get())
             await asyncio.wait({done, item}, return_when=asyncio.FIRST_COMPLETED)
             if item.done():
-                yield await partial(item.result())
-            else:
-                item.cancel()
+                entry, item = item.result(), None
+                yield await partial(entry)
+        if item is not None:
+            item.cancel()
+            item = None
         while not feed.items.empty():  # previews that arrived together with the outcome
             yield await partial(feed.items.get_nowait())
         try:
             result = done.result()
         except OpenAIError as exc:
+            finished = True
             yield sse("error", exc.envelope())
             return
+        finished = True
         if result.result is None:
             yield sse("error", server_error("Image generation failed.").envelope())
             return
@@ -90,5 +103,19 @@ async def stream_events(prefix: str, meta: dict[str, Any], feed: PartialFeed,
                 "type": f"{prefix}.completed", "b64_json": base64.b64encode(blob).decode(),
                 "created_at": int(time.time()), "usage": usage, **meta})
     finally:
-        done.cancel()
-        await feed.close()
+        with anyio.CancelScope(shield=True):
+            await _end(done, item)
+            if not finished and on_abandon is not None:
+                with contextlib.suppress(Exception):
+                    await on_abandon()
+            await feed.close()
+
+
+async def _end(*tasks: asyncio.Future[Any] | None) -> None:
+    """Cancel and await: a task left pending when the stream ends is destroyed with a warning,
+    and the outcome task's own clean-up (releasing the request's lease) must run."""
+    for task in tasks:
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -31,6 +31,20 @@ _INT_FIELDS = {"n", "seed", "steps", "output_compression", "partial_images"}
 _FLOAT_FIELDS = {"guidance_scale", "strength"}
 _BOOL_FIELDS = {"stream"}
 MAX_SEED = 2**63 - 1
+MAX_INT_DIGITS = 64  # far past any valid value (a seed has at most 19 digits)
+
+
+@dataclass(frozen=True)
+class LongInt:
+    """A JSON integer literal too long to be any valid value, kept unconverted: int() of client
+    text past 4300 digits raises ValueError, and the validators answer a 400 naming it."""
+
+    digits: int
+
+
+def parse_int(text: str) -> int | LongInt:
+    """json.loads' parse_int: cheap and bounded for any length of literal."""
+    return LongInt(len(text.lstrip("-"))) if len(text) > MAX_INT_DIGITS else int(text)
 
 
 @dataclass(frozen=True)
@@ -61,7 +75,7 @@ class GenerationParams:
 
 def _type_name(v: Any) -> str:
     return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-            dict: "object"}.get(type(v), type(v).__name__)
+            dict: "object", LongInt: "integer"}.get(type(v), type(v).__name__)
 
 
 def _str(body: dict[str, Any], name: str, max_len: int | None = None) -> str | None:
@@ -74,6 +88,12 @@ def _str(body: dict[str, Any], name: str, max_len: int | None = None) -> str | N
     if max_len is not None and len(v) > max_len:
         raise bad_request(f"'{name}' is too long: {len(v)} characters, the maximum for this "
                           f"model is {max_len}.", name, "string_above_max_length")
+    try:  # JSON's "\ud800" escapes give lone surrogates, which no tokenizer or log can encode
+        v.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise bad_request(f"Invalid value for '{name}': the text contains an unpaired surrogate "
+                          f"at position {exc.start}; send valid Unicode.", name,
+                          "invalid_value") from exc
     return v
 
 
@@ -81,6 +101,9 @@ def _int(body: dict[str, Any], name: str, lo: int, hi: int) -> int | None:
     v = body.get(name)
     if v is None:
         return None
+    if isinstance(v, LongInt):
+        raise bad_request(f"Invalid value for '{name}': a {v.digits}-digit integer is outside the "
+                          f"allowed range {lo} to {hi}.", name, "invalid_value")
     if isinstance(v, bool) or not isinstance(v, int):
         raise bad_request(f"Invalid type for '{name}': expected an integer, but got "
                           f"{_type_name(v)} instead.", name, "invalid_type")

@@ -78,8 +78,15 @@ class SeaweedS3:
     dir: Path
     access_key: str = "easel-test"
     secret_key: str = "easel-test-secret"
+    # The key's rights; docker-compose.yml's identity is narrower (tests/deploy/test_compose_s3.py).
+    actions: list[str] = field(default_factory=lambda: ["Admin", "Read", "Write", "List",
+                                                        "Tagging"])
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    # Internal ports (master, volume, filer, grpc), chosen on the first start and kept, so that
+    # stop() then start() brings the same server back on the same directory (chaos run).
+    ports: dict[str, int] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)  # more `weed server` flags
 
     @property
     def endpoint(self) -> str:
@@ -91,10 +98,12 @@ class SeaweedS3:
         config.write_text(json.dumps({"identities": [{
             "name": "easel", "credentials": [{"accessKey": self.access_key,
                                               "secretKey": self.secret_key}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+            "actions": self.actions}]}))
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-        ports = {k: free_port() for k in ("master", "mgrpc", "volume", "vgrpc", "filer", "fgrpc",
-                                          "s3grpc")}
+        if not self.ports:
+            self.ports = {k: free_port() for k in ("master", "mgrpc", "volume", "vgrpc", "filer",
+                                                   "fgrpc", "s3grpc")}
+        ports = self.ports
         self.proc = subprocess.Popen(
             [weed, "server", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.dir}",
              f"-master.port={ports['master']}", f"-master.port.grpc={ports['mgrpc']}",
@@ -103,7 +112,7 @@ class SeaweedS3:
              f"-s3.port={self.port}", f"-s3.port.grpc={ports['s3grpc']}",
              f"-s3.config={config}", "-master.volumeSizeLimitMB=64", "-volume.max=8",
              # Off: they default to fixed ports (8181, 9101) that parallel servers would share.
-             "-s3.port.iceberg=0", "-s3.port.lance=0"],
+             "-s3.port.iceberg=0", "-s3.port.lance=0", *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, timeout=60, proc=self.proc)
         return self

@@ -16,6 +16,7 @@ from typing import Any
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from core.allowed_jobs import EaselJob, refusal
 from core.jobs import RenderJob
 from models import rendering
 from workers import runtime
@@ -37,6 +38,8 @@ def batch_key(job: RenderJob) -> tuple[Any, ...] | None:
 
 
 def payload_of(job: Job) -> RenderJob | None:
+    if refusal(job) is not None:  # not Easel's task: never rendered here, refused by perform_job
+        return None
     try:
         return RenderJob.model_validate(job.args[0])
     except Exception:
@@ -62,7 +65,7 @@ def drain(first: Job, queue: Any, max_images: int, max_wait: float, serializer: 
             break
         for job_id in waiting:
             try:
-                job = Job.fetch(job_id, connection=queue.connection, serializer=serializer)
+                job = EaselJob.fetch(job_id, connection=queue.connection, serializer=serializer)
             except NoSuchJobError:
                 continue
             payload = payload_of(job)
@@ -85,7 +88,7 @@ def claim_next(queue: Any, max_images: int, serializer: Any) -> list[Job]:
     if not ids:
         return []
     try:
-        job = Job.fetch(ids[0], connection=queue.connection, serializer=serializer)
+        job = EaselJob.fetch(ids[0], connection=queue.connection, serializer=serializer)
     except NoSuchJobError:
         return []
     payload = payload_of(job)

@@ -10,13 +10,15 @@ from typing import Any
 from redis import Redis
 from rq.serializers import JSONSerializer
 
+from core import liveness
+from core.allowed_jobs import EaselJob
 from core.catalog import load_catalog
 from core.logs import setup_logging
 from core.redis_checks import check_redis_policy
 from core.settings import WorkerSettings
 from core.storage import make_storage
 from workers import runtime
-from workers.heartbeat import Heartbeat
+from workers.heartbeat import Heartbeat, Timings
 from workers.metrics import WorkerMetrics, start_metrics_server
 from workers.worker import EaselWorker
 
@@ -67,16 +69,18 @@ def run(settings: WorkerSettings) -> None:
     redis = Redis.from_url(settings.redis_url)
     check_redis_policy(redis)
     queues = [catalog.pipelines[n].queue for n in names]
-    name = settings.name or f"easel-{socket.gethostname()}-{os.getpid()}"
-    worker = EaselWorker(queues, name=name, connection=redis, serializer=JSONSerializer)
+    name = liveness.process_name(settings.name or f"easel-{socket.gethostname()}")
+    # EaselJob: a job naming anything but Easel's render task is refused, never imported.
+    worker = EaselWorker(queues, name=name, connection=redis, serializer=JSONSerializer,
+                         job_class=EaselJob)
     worker.outcome_ttl = settings.outcome_ttl_seconds
-    worker.liveness = Heartbeat(redis, name, queues)
+    worker.liveness = Heartbeat(redis, name, queues, Timings.of(settings))
     worker.liveness.start()
     worker.max_batch_images = settings.max_batch_images
     worker.max_batch_wait = settings.max_batch_wait_ms / 1000
     worker.push_exc_handler(metrics.job_failed)
     # Started once the pipelines are loaded: the container healthcheck polls it for readiness.
-    start_metrics_server(settings.metrics_port, metrics.registry)
+    start_metrics_server(settings.metrics_port, metrics.registry, settings.metrics_host)
     log.info("worker %s serving %s with %d torch thread(s)", name, queues, settings.threads)
     try:
         worker.work(logging_level="WARNING")

@@ -135,8 +135,9 @@ class WorkerMetrics:
             self.gpu_memory.set(torch.cuda.memory_reserved())
 
 
-def start_metrics_server(port: int, registry: CollectorRegistry, addr: str = "0.0.0.0") -> Any:
-    """Serve `/metrics` on all interfaces (Prometheus may scrape from another host).
+def start_metrics_server(port: int, registry: CollectorRegistry, addr: str = "127.0.0.1") -> Any:
+    """Serve `/metrics` on `addr`: loopback unless EASEL_METRICS_HOST opens it to Prometheus on
+    another host or container (the page shows job counts and timings, nothing for strangers).
 
     Returns the HTTP server, or None when disabled (port 0) or the port is taken: rendering
     matters more than its metrics, so that logs an error instead of killing the worker, and the

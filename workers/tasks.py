@@ -41,7 +41,7 @@ def _partial_publisher(rt: runtime.Runtime, job: RenderJob) -> Any:
         return None
 
     def on_partial(index: int, image: Image.Image) -> None:
-        key = partial_key(job.job_id, index)
+        key = partial_key(job.private_id, index)  # not the public job id: see core.jobs
         rt.storage.put(key, encode(image, "png"), CONTENT_TYPES["png"])
         rq_job.connection.publish(partial_channel(job.job_id),
                                   json.dumps({"index": index, "key": key}))

@@ -6,11 +6,13 @@ time; `SimpleWorker` runs jobs in this process, where the pipelines stay residen
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
 
 from rq import SimpleWorker
+from rq.intermediate_queue import IntermediateQueue
 from rq.registry import StartedJobRegistry
 from rq.worker import WorkerStatus
 
@@ -19,6 +21,8 @@ from workers import batching, runtime
 from workers.heartbeat import Heartbeat
 
 log = logging.getLogger("easel.worker")
+GENERIC_FAILURE = ("the model could not render this request (the server log has the details, "
+                   "under this request's id)")
 
 
 class EaselWorker(SimpleWorker):
@@ -78,6 +82,13 @@ class EaselWorker(SimpleWorker):
         executions = [self.prepare_execution(j) for j in jobs]
         for j in jobs:
             self.prepare_job_execution(j)
+        # Started now: off RQ's intermediate list, where only jobs whose worker died between
+        # dequeue and start remain (the reaper queues those again).
+        with self.connection.pipeline() as pipe:
+            for j in jobs:
+                pipe.lrem(IntermediateQueue.get_intermediate_queue_key(
+                    self.queue_class(j.origin, connection=self.connection).key), 0, j.id)
+            pipe.execute()
         return executions
 
     def _render(self, batch: list[Any]) -> None:
@@ -86,10 +97,15 @@ class EaselWorker(SimpleWorker):
         try:
             head = batching.payload_of(batch[0])
             if head is not None:
-                batching.render_batch(runtime.current().pipelines[head.pipeline], batch)
+                with self._rendering(sum(p.n for p in map(batching.payload_of, batch) if p)):
+                    batching.render_batch(runtime.current().pipelines[head.pipeline], batch)
         except Exception:
             log.exception("batched call failed; running %d job(s) one by one", len(batch))
             batching.discard(batch)
+
+    def _rendering(self, images: int) -> contextlib.AbstractContextManager[None]:
+        return (self.liveness.rendering(images) if self.liveness is not None
+                else contextlib.nullcontext())
 
     def _hold(self, jobs: list[Any], executions: list[Any]) -> None:
         if self.liveness is not None:
@@ -102,7 +118,9 @@ class EaselWorker(SimpleWorker):
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry,
                                    exc_string=exc_string, execution=execution)
         if final:
-            last = (exc_string.strip().splitlines() or ["the job failed"])[-1]
-            outcome = Outcome(job_id=job.id, status="failed", error=last[:500],
+            # The traceback stays in this log; clients get a message that names no internals.
+            log.error("job %s failed for good: %s", job.id,
+                      (exc_string.strip().splitlines() or ["?"])[-1][:500])
+            outcome = Outcome(job_id=job.id, status="failed", error=GENERIC_FAILURE,
                               error_type="generation_failed")
             publish_outcome(self.connection, outcome, self.outcome_ttl)

@@ -35,3 +35,39 @@ def test_purge_removes_only_expired_files(tmp_path: Path) -> None:
     assert storage.get("images/new/0.png") == b"n"
     with pytest.raises(StorageError):
         storage.get("images/old/0.png")
+
+
+def test_purge_removes_the_directories_it_empties(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.put("images/old/0.png", b"o", "image/png")
+    storage.put("inputs/old/image.png", b"i", "image/png")
+    storage.put("images/new/0.png", b"n", "image/png")
+    old = time.time() - 7200
+    for key in ("images/old/0.png", "inputs/old/image.png"):
+        os.utime(storage.path(key), (old, old))
+    assert storage.purge_older_than(3600) == 2
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == ["images", "images/new", "images/new/0.png"]  # no empty job directories
+    assert tmp_path.exists()
+    storage.put("inputs/again/image.png", b"x", "image/png")  # directories come back as needed
+    assert storage.get("inputs/again/image.png") == b"x"
+
+
+def test_a_write_survives_a_purge_removing_its_new_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A purge may find a job's directory empty between `put`'s mkdir and its first file."""
+    import tempfile
+
+    storage = LocalStorage(tmp_path)
+    real = tempfile.mkstemp
+    calls: list[str] = []
+
+    def purged_first(*args: object, dir: str, **kw: object) -> tuple[int, str]:
+        calls.append(dir)
+        if len(calls) == 1:
+            storage.purge_older_than(3600)  # the directory is empty: it goes
+        return real(*args, dir=dir, **kw)  # type: ignore[call-overload, no-any-return]
+
+    monkeypatch.setattr(tempfile, "mkstemp", purged_first)
+    storage.put("images/race/0.png", b"r", "image/png")
+    assert storage.get("images/race/0.png") == b"r" and len(calls) == 2

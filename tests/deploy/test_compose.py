@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +101,7 @@ def test_every_service_is_health_checked_or_waits_on_a_condition() -> None:
         for dep, spec in (service.get("depends_on") or {}).items():
             assert isinstance(spec, dict) and spec.get("condition"), (name, dep)
         if "healthcheck" not in service:  # only one-shot jobs may go without one
-            assert service.get("restart") == "no" and service.get("depends_on"), name
+            assert service.get("restart") == "no", name
     svc = services()
     assert svc["gateway"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert svc["gateway"]["depends_on"]["s3-init"]["condition"] == \
@@ -133,13 +136,125 @@ def test_compose_hands_every_setting_to_its_process() -> None:
         assert not missing, f"{name} does not receive {missing}"
 
 
-def test_no_real_secrets_are_committed() -> None:
+SECRETS = ("EASEL_S3_SECRET_ACCESS_KEY", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+
+
+def test_no_secrets_are_committed_and_compose_requires_each() -> None:
+    """An unedited copy of .env.example must not start: an example secret that satisfies
+    `${NAME:?}` is a working default credential on every deployment."""
     env = documented()
-    for name in ("EASEL_S3_SECRET_ACCESS_KEY", "GRAFANA_ADMIN_PASSWORD"):
-        assert "example" in env[name], f"{name} must be an obvious example value"
-        assert name in COMPOSE.read_text() and f"${{{name}:?" in COMPOSE.read_text(), \
-            f"compose must require {name} from .env, not default it"
+    text = COMPOSE.read_text()
+    for name in SECRETS:
+        assert env[name] == "", f"{name} must be empty in .env.example"
+        assert f"${{{name}:?" in text, f"compose must require {name} from .env, not default it"
+        assert not re.search(rf"\$\{{{name}:?-", text), f"compose must not default {name}"
     assert env["EASEL_API_KEYS"] == ""
+
+
+def _preflight(**env: str) -> subprocess.CompletedProcess[str]:
+    good = {"EASEL_S3_SECRET_ACCESS_KEY": "k" * 40, "REDIS_PASSWORD": "0123abcd" * 4,
+            "GRAFANA_ADMIN_PASSWORD": "g" * 16, "PATH": os.environ["PATH"]}
+    return subprocess.run(["sh", str(ROOT / "deploy/preflight.sh")], env={**good, **env},
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("EASEL_S3_SECRET_ACCESS_KEY", "example-change-me-s3-secret"),  # the old .env.example's
+    ("GRAFANA_ADMIN_PASSWORD", "example-change-me"),
+    ("REDIS_PASSWORD", "CHANGEME-0123456789"),
+    ("REDIS_PASSWORD", "short"),
+    ("REDIS_PASSWORD", ""),
+    ("REDIS_PASSWORD", "0123456789abcdef@evil:1/0"),  # would break the redis:// URL
+    ("EASEL_S3_SECRET_ACCESS_KEY", 'abcdefghijklmnop", "x'),  # would break SeaweedFS's JSON
+])
+def test_preflight_refuses_example_short_and_malformed_secrets(name: str, value: str) -> None:
+    assert _preflight().returncode == 0
+    refused = _preflight(**{name: value})
+    assert refused.returncode == 1 and name in refused.stderr
+
+
+def test_services_with_secrets_wait_for_the_preflight() -> None:
+    svc = services()
+    assert svc["preflight"]["restart"] == "no"
+    assert "./deploy/preflight.sh:/preflight.sh:ro" in svc["preflight"]["volumes"]
+    assert set(SECRETS) <= set(svc["preflight"]["environment"])
+    for name in ("redis", "s3", "grafana"):
+        assert svc[name]["depends_on"]["preflight"] == \
+            {"condition": "service_completed_successfully"}, name
+
+
+def test_published_ports_listen_on_loopback_unless_the_operator_opts_in() -> None:
+    """`"8333:8333"` publishes on 0.0.0.0: every interface of the host."""
+    for name, service in services().items():
+        for port in service.get("ports", []):
+            assert str(port).startswith(("${EASEL_BIND:-127.0.0.1}:", "127.0.0.1:")), (name, port)
+    assert documented()["EASEL_BIND"] == "127.0.0.1"
+
+
+def test_redis_requires_its_password_everywhere() -> None:
+    data = compose()
+    redis = data["services"]["redis"]
+    conf = next(c for c in redis["configs"] if c["source"] == "redis-auth")
+    words = command_words(redis)
+    assert words[:2] == ["redis-server", conf["target"]]  # the password is not in argv
+    assert "requirepass ${REDIS_PASSWORD:?" in data["configs"]["redis-auth"]["content"]
+    assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD:?")
+    url = data["x-easel-env"]["EASEL_REDIS_URL"]
+    assert url.startswith("redis://:${REDIS_PASSWORD:?")
+    assert url.endswith("@${REDIS_HOST:-redis}:6379/0")
+    for name in ("gateway", "worker-cpu", "worker-gpu", "s3-init"):
+        assert data["services"][name]["environment"]["EASEL_REDIS_URL"] == url, name
+
+
+def test_compose_redis_command_refuses_clients_without_the_password(tmp_path: Path) -> None:
+    """The bundled Redis's own command line and config file, run by the local redis-server."""
+    import shutil
+
+    from redis import Redis
+    from redis.exceptions import AuthenticationError, ResponseError
+
+    from tests.support import free_port, stop, wait_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    data = yaml.safe_load(interpolate(COMPOSE.read_text().replace(
+        "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}", "0123abcd" * 4)))
+    conf = tmp_path / "easel.conf"
+    conf.write_text(data["configs"]["redis-auth"]["content"])
+    words = command_words(data["services"]["redis"])
+    port = free_port()
+    proc = subprocess.Popen([binary, str(conf), *words[2:], "--port", str(port), "--bind",
+                             "127.0.0.1", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc=proc)
+        with pytest.raises((AuthenticationError, ResponseError)):
+            Redis(port=port).ping()
+        assert Redis(port=port, password="0123abcd" * 4).ping()
+    finally:
+        stop(proc)
+
+
+def test_seaweedfs_identity_is_least_privilege() -> None:
+    """Easel's S3 key may read, write, list and tag its own bucket's objects, nothing more."""
+    data = yaml.safe_load(interpolate(COMPOSE.read_text()))
+    identities = json.loads(data["configs"]["seaweedfs-s3"]["content"])["identities"]
+    assert len(identities) == 1
+    assert sorted(identities[0]["actions"]) == ["List:easel", "Read:easel", "Tagging:easel",
+                                               "Write:easel"]
+    assert "Admin" not in COMPOSE.read_text().split("seaweedfs-s3:", 1)[1]
+    svc = services()
+    assert svc["s3-init"]["depends_on"]["s3-bucket"]["condition"] == \
+        "service_completed_successfully"
+    assert "./deploy/s3-bucket.sh:/s3-bucket.sh:ro" in svc["s3-bucket"]["volumes"]
+    assert svc["s3-bucket"]["image"] == svc["s3"]["image"]  # the same weed shell as the server
+
+
+def test_worker_metrics_listen_inside_the_compose_network_only() -> None:
+    svc = services()
+    for name in ("worker-cpu", "worker-gpu"):
+        assert svc[name]["environment"]["EASEL_METRICS_HOST"] == "0.0.0.0", name
+        assert "ports" not in svc[name], name
 
 
 def test_prometheus_scrapes_the_gateway_and_every_worker_service() -> None:

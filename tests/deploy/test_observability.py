@@ -39,7 +39,8 @@ def gateway(tmp_path: Path) -> Iterator[TestClient]:
     # test asserts on the worker count.
     redis_server = RedisServer(tmp_path / "redis").start()
     settings = GatewaySettings(redis_url=redis_server.url, auth="off",
-                               storage_dir=tmp_path / "files")
+                               storage_dir=tmp_path / "files",
+                               allowed_hosts="testserver")  # TestClient's Host
     from service.app import create_app
 
     try:

@@ -28,14 +28,16 @@ EXAMPLES = int(os.environ.get("EASEL_FUZZ_EXAMPLES", "300"))
 @pytest.fixture(scope="module")
 def fuzz_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("fuzz-redis")).start()
-    liveness.beat(Redis.from_url(server.url), "fuzz-worker", ["easel:shapes"])
+    liveness.beat(Redis.from_url(server.url), "fuzz-worker", ["easel:shapes"], 15)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
 def fuzz_schema(fuzz_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    # allowed_hosts: schemathesis calls in-process as Host "testserver".
     app = create_app(GatewaySettings(redis_url=fuzz_redis.url, auth="off", max_queue_depth=0,
+                                     allowed_hosts="testserver",
                                      storage_dir=tmp_path_factory.mktemp("fuzz-files")))
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
@@ -56,7 +58,7 @@ def test_no_generated_request_gets_a_server_error(fuzz_schema: Any,
                   suppress_health_check=list(HealthCheck))
         def check(case: Any) -> None:
             nonlocal calls
-            liveness.beat(redis, "fuzz-worker", ["easel:shapes"])  # it expires after 15 s
+            liveness.beat(redis, "fuzz-worker", ["easel:shapes"], 15)  # it expires after 15 s
             response = case.call()
             calls += 1
             assert response.status_code < 500, (case.path, case.body, response.text[:300])

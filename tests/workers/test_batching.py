@@ -145,3 +145,51 @@ def test_next_batch_denoises_while_the_previous_is_stored(
             pa, pb = (np.asarray(Image.open(io.BytesIO(storage.get(k))), dtype=np.int16)
                       for k in (ka, kb))
             assert np.abs(pa - pb).max() <= 1
+
+
+def test_a_failed_batch_never_shares_the_pipeline_with_the_next_one(
+        env: Any, loaded: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch fails while the next batch is already claimed: its jobs re-render alone on the
+    main thread while the helper thread denoises the next batch.  diffusers pipelines are not
+    thread-safe, so those calls must take turns.  The next batch's call waits (up to 2 s) for
+    a lone re-render to enter the pipeline beside it; with the pipeline's lock none can."""
+    import threading
+
+    redis, queue, _ = env
+    real = loaded.text2img
+    guard = threading.Lock()
+    calls: list[int] = []
+    active, peak = 0, 0
+    lone_entered = threading.Event()
+
+    def tracked(**kwargs: Any) -> Any:
+        nonlocal active, peak
+        images = len(kwargs["prompt"])
+        with guard:
+            active += 1
+            peak = max(peak, active)
+            calls.append(images)
+            first = len(calls) == 1
+        try:
+            if first:
+                raise RuntimeError("simulated out-of-memory in a batched call")
+            if images == 1:
+                lone_entered.set()
+            else:
+                lone_entered.wait(2)
+            return real(**kwargs)
+        finally:
+            with guard:
+                active -= 1
+
+    class Tracked:  # the real pipeline, with its calls counted
+        __call__ = staticmethod(tracked)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    monkeypatch.setattr(loaded, "text2img", Tracked())
+    jobs = _run(redis, queue, [_job("a red square", i) for i in range(6)], max_batch=3)
+    assert calls[:2] == [3, 3] and sorted(calls[2:]) == [1, 1, 1]
+    assert peak == 1, "two threads were inside one pipeline at once"
+    assert all(j.get_status() == JobStatus.FINISHED for j in jobs)

@@ -9,6 +9,7 @@ import sys
 import urllib.request
 from types import SimpleNamespace
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -91,6 +92,24 @@ def test_metrics_server_serves_and_port_zero_disables_it() -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
         assert 'easel_model_load_seconds{pipeline="shapes"} 0.2' in text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_metrics_listen_on_loopback_unless_a_host_is_set(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `easel up` every worker's /metrics would otherwise be open to other hosts."""
+    from core.settings import WorkerSettings
+
+    monkeypatch.delenv("EASEL_METRICS_HOST", raising=False)
+    assert WorkerSettings().metrics_host == "127.0.0.1"
+    monkeypatch.setenv("EASEL_METRICS_HOST", "0.0.0.0")
+    assert WorkerSettings().metrics_host == "0.0.0.0"  # what compose sets for Prometheus
+    server = start_metrics_server(free_port(), WorkerMetrics().registry)  # the default address
+    assert server is not None
+    try:
+        assert server.server_address[0] == "127.0.0.1"
     finally:
         server.shutdown()
         server.server_close()

@@ -1,0 +1,126 @@
+"""Admit a job, enqueue it and wait for its outcome: the part of serving every endpoint shares.
+
+Admission (queue cap, per-key rate and concurrency) is one atomic Redis decision that hands out
+leases (service.limits.Admission); the lease lives exactly as long as the request waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
+
+from core.errors import server_error, unavailable
+from core.jobs import Outcome, RenderJob
+from core.settings import GatewaySettings
+from service.limits import Admission, Lease, ServiceRate
+from service.metrics import GatewayMetrics
+from service.queue import JobQueue
+from service.waiter import CompletionWaiter
+
+
+class ClientGone(Exception):
+    """The client disconnected while waiting; nothing is sent back."""
+
+
+@dataclass
+class RequestContext:
+    request_id: str | None = None
+    key_name: str | None = None
+    disconnected: Callable[[], Awaitable[None]] | None = None
+    model: str = ""  # filled in once the body names one; labels the request metrics
+    # Work that only an admitted job deserves, run between admission and the enqueue (edits
+    # decode and store their uploads here, so a refused request never costs a decode).
+    before_enqueue: Callable[[], Awaitable[None]] | None = None
+
+
+class Dispatcher:
+    def __init__(self, settings: GatewaySettings, queue: JobQueue, waiter: CompletionWaiter,
+                 metrics: GatewayMetrics, admission: Admission) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.waiter = waiter
+        self.metrics = metrics
+        self.admission = admission
+        self.rate = ServiceRate()
+        self._workers_seen: dict[str, float] = {}
+
+    async def _require_worker(self, queue_name: str, model: str) -> None:
+        """Fail fast instead of queueing work no process will ever take (cached for 2 s)."""
+        if time.monotonic() - self._workers_seen.get(queue_name, -1e9) < 2.0:
+            return
+        if await run_in_threadpool(self.queue.live_workers, queue_name) == 0:
+            raise unavailable(f"No worker is serving model '{model}' right now; try again soon.",
+                              retry_after=10)
+        self._workers_seen[queue_name] = time.monotonic()
+
+    async def admit(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Lease:
+        """Everything that can refuse a job, then the enqueue; errors are plain JSON answers.
+        The caller must `release` the lease it gets (`outcome_of` does)."""
+        try:
+            await self._require_worker(queue_name, job.model)
+            lease = await self.admission.acquire(
+                self.queue.queue(queue_name).key, ctx.key_name, job.job_id, job.model,
+                lambda depth: self.rate.retry_after(job.pipeline, depth))
+        except RedisError as exc:
+            raise unavailable("The job queue is unavailable; try again shortly.") from exc
+        try:
+            if ctx.before_enqueue is not None:
+                await ctx.before_enqueue()
+            await run_in_threadpool(self.queue.enqueue, queue_name, job)
+            await self.admission.enqueued(lease)
+        except RedisError as exc:
+            await self.release(lease)
+            raise unavailable("The job queue is unavailable; try again shortly.") from exc
+        except BaseException:  # a refused upload (400), storage down, a client gone
+            await self.release(lease)
+            raise
+        return lease
+
+    async def release(self, lease: Lease) -> None:
+        with contextlib.suppress(RedisError, OSError):  # unreleased leases expire on their own
+            await self.admission.release(lease)
+
+    async def abandon(self, queue_name: str, job_id: str) -> None:
+        """The client is gone: take its job off the queue if configured and not started."""
+        if self.settings.on_disconnect == "cancel":
+            with contextlib.suppress(RedisError, OSError):
+                await run_in_threadpool(self.queue.cancel_if_queued, queue_name, job_id)
+
+    async def outcome_of(self, queue_name: str, job: RenderJob, ctx: RequestContext,
+                         lease: Lease) -> Outcome:
+        """Wait for an admitted job; a failure becomes an OpenAIError, a hang-up ClientGone."""
+        self.metrics.waiting.inc()
+        waiting = asyncio.ensure_future(
+            self.waiter.wait(job.job_id, self.settings.request_timeout_seconds))
+        gone = asyncio.ensure_future(ctx.disconnected()) if ctx.disconnected else None
+        try:
+            await asyncio.wait([f for f in (waiting, gone) if f is not None],
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                await self.abandon(queue_name, job.job_id)
+                raise ClientGone()
+            outcome = waiting.result()
+        finally:
+            for f in (waiting, gone):
+                if f is not None and not f.done():
+                    f.cancel()
+            self.metrics.waiting.dec()
+            await self.release(lease)
+        if outcome is None:
+            raise server_error("The image was not ready in time; try again later.",
+                               "timeout", 504)
+        if outcome.status == "failed" or outcome.result is None:
+            raise server_error(f"Image generation failed: {outcome.error or 'unknown error'}",
+                               outcome.error_type or "generation_failed")
+        self.rate.record(job.pipeline)  # completions only: timeouts say nothing about the rate
+        return outcome
+
+    async def run(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Outcome:
+        lease = await self.admit(queue_name, job, ctx)
+        return await self.outcome_of(queue_name, job, ctx, lease)
