@@ -19,9 +19,10 @@ RUN groupadd --system --gid 10001 easel \
     && chown -R easel:easel /data
 WORKDIR /home/easel
 
-# Builds the easel wheel only; the runtime stages install it with their own dependencies.
+# Builds the easel wheel only; the runtime stages install it with their own dependencies, at the
+# exact versions of constraints.txt (the file `make` and CI install from; torch is pinned apart).
 FROM base AS builder
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md constraints.txt /src/
 COPY core /src/core
 COPY service /src/service
 COPY workers /src/workers
@@ -29,6 +30,7 @@ COPY models /src/models
 COPY cli /src/cli
 # Requirement files name the wheel whatever its version, with or without the worker extras.
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels /src \
+    && cp /src/constraints.txt /wheels/ \
     && for whl in /wheels/easel-*.whl; do \
          echo "easel @ file://$whl" > /wheels/gateway.txt; \
          echo "easel[worker] @ file://$whl" > /wheels/worker.txt; \
@@ -37,7 +39,8 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels /src \
 FROM base AS gateway
 COPY --from=builder /wheels /wheels
 # The gateway's dependencies only (pyproject's base list): it never imports torch.
-RUN pip install --no-cache-dir --requirement /wheels/gateway.txt && rm -rf /wheels
+RUN pip install --no-cache-dir --constraint /wheels/constraints.txt \
+        --requirement /wheels/gateway.txt && rm -rf /wheels
 ENV EASEL_HOST=0.0.0.0 \
     EASEL_PORT=8000 \
     EASEL_STORAGE_DIR=/data/files
@@ -53,10 +56,14 @@ ARG TORCH_VERSION=2.13.0
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu \
     "torch==${TORCH_VERSION}"
 COPY --from=builder /wheels /wheels
-RUN pip install --no-cache-dir --requirement /wheels/worker.txt && rm -rf /wheels
+RUN pip install --no-cache-dir --constraint /wheels/constraints.txt \
+        --requirement /wheels/worker.txt && rm -rf /wheels
 # HF_HUB_OFFLINE: weights come from the image or the /models volume, never from a hub per job.
 # OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning on shared cores.
+# EASEL_METRICS_HOST=0.0.0.0: the container's own interfaces, where Prometheus scrapes it (the
+# port reaches other hosts only if published; Easel's default outside a container is 127.0.0.1).
 ENV EASEL_DEVICE=cpu \
+    EASEL_METRICS_HOST=0.0.0.0 \
     EASEL_METRICS_PORT=9100 \
     EASEL_STORAGE_DIR=/data/files \
     HF_HOME=/models/huggingface \
@@ -74,9 +81,11 @@ ARG TORCH_VERSION=2.13.0
 # packages, so the image needs only the host's driver, which the NVIDIA container toolkit mounts.
 RUN pip install --no-cache-dir "torch==${TORCH_VERSION}"
 COPY --from=builder /wheels /wheels
-RUN pip install --no-cache-dir --requirement /wheels/worker.txt && rm -rf /wheels
+RUN pip install --no-cache-dir --constraint /wheels/constraints.txt \
+        --requirement /wheels/worker.txt && rm -rf /wheels
 ENV EASEL_DEVICE=cuda \
     EASEL_DTYPE=float16 \
+    EASEL_METRICS_HOST=0.0.0.0 \
     EASEL_METRICS_PORT=9100 \
     EASEL_STORAGE_DIR=/data/files \
     HF_HOME=/models/huggingface \

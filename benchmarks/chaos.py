@@ -560,9 +560,9 @@ def plan(seconds: float, rng: random.Random, quick: bool = False) -> list[Fault]
     faults = [Fault("redis", redis_at), Fault("s3", s3_at)]
     t = rng.uniform(*kill_every) / 2
     while t < seconds - 8:
-        busy = next((c for c in clear if c[0] <= t <= c[1]), None)
+        busy = next((c for c in clear if c[0] <= t < c[1]), None)
         if busy is not None:
-            t = busy[1]
+            t = busy[1]  # just after the window: no longer inside it
             continue
         faults.append(Fault("kill", round(t, 1)))
         t += rng.uniform(*kill_every)

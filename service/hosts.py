@@ -101,7 +101,7 @@ class HostGuard:
 
 async def _refuse(send: Send, status: int, message: str, code: str) -> None:
     body = json.dumps({"error": {"message": message, "type": "invalid_request_error",
-                                 "param": None, "code": code}}).encode()
+                                 "param": None, "code": code}}, separators=(",", ":")).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})
@@ -115,8 +115,8 @@ def public_base(request: Request) -> str:
         return settings.public_url
     scheme = request.scope.get("scheme", "http")
     host = request.headers.get("host", "")
-    if request.app.state.allowed_hosts is not None and host_name(host):
-        # HostGuard has let this Host through, so it is a well-formed, allowed authority.
+    allowed = request.app.state.allowed_hosts
+    if allowed is not None and host_name(host) in allowed:  # well-formed and allowed
         return f"{scheme}://{host.strip()}{request.scope.get('root_path', '')}/"
     server = request.scope.get("server") or (settings.host, settings.port)
     address, port = server[0], server[1]

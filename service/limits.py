@@ -80,7 +80,7 @@ local active = redis.call('zcard', KEYS[3])
 if concurrent > 0 and active >= concurrent then return {2, active} end
 redis.call('zremrangebyscore', KEYS[2], '-inf', now)
 local depth = redis.call('llen', KEYS[1]) + redis.call('zcard', KEYS[2])
-if cap > 0 and depth >= cap then return {3, depth} end
+if depth >= cap then return {3, depth} end
 redis.call('zadd', KEYS[2], now + lease, id)
 redis.call('pexpire', KEYS[2], lease)
 if concurrent > 0 then

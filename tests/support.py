@@ -141,14 +141,17 @@ class Gateway:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    log: Path | None = None  # where its stderr goes (inherited when None)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Gateway:
+        stderr = self.log.open("ab") if self.log is not None else None
         self.proc = subprocess.Popen([sys.executable, "-m", "cli", "serve"], cwd=ROOT,
-                                     env=dict(self.env, EASEL_PORT=str(self.port)))
+                                     env=dict(self.env, EASEL_PORT=str(self.port)),
+                                     stderr=stderr)
         wait_port(self.port, proc=self.proc)
         return self
 

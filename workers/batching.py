@@ -125,3 +125,8 @@ def render_batch(loaded: Any, jobs: list[Job]) -> None:
 def discard(jobs: list[Job]) -> None:
     for job in jobs:
         _parked.pop(job.id, None)
+
+
+def discard_all() -> None:
+    """Forget every parked result (their jobs are re-run elsewhere)."""
+    _parked.clear()

@@ -74,7 +74,11 @@ def run(settings: WorkerSettings) -> None:
     worker = EaselWorker(queues, name=name, connection=redis, serializer=JSONSerializer,
                          job_class=EaselJob)
     worker.outcome_ttl = settings.outcome_ttl_seconds
-    worker.liveness = Heartbeat(redis, name, queues, Timings.of(settings))
+    # Beats get their own client: RQ raises the worker pool's socket_timeout to 415 s (for BLPOP),
+    # and a beat stuck that long on a dead link keeps a returning worker looking dead.
+    beats = Redis.from_url(settings.redis_url, socket_timeout=2 * settings.heartbeat_seconds,
+                           socket_connect_timeout=2 * settings.heartbeat_seconds)
+    worker.liveness = Heartbeat(beats, name, queues, Timings.of(settings))
     worker.liveness.start()
     worker.max_batch_images = settings.max_batch_images
     worker.max_batch_wait = settings.max_batch_wait_ms / 1000

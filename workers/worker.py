@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from typing import Any
 
+import redis
 from rq import SimpleWorker
 from rq.intermediate_queue import IntermediateQueue
 from rq.registry import StartedJobRegistry
@@ -32,6 +34,25 @@ class EaselWorker(SimpleWorker):
     liveness: Heartbeat | None = None  # not `heartbeat`: RQ has a method of that name
 
     def execute_job(self, job: Any, queue: Any) -> None:
+        try:
+            self._execute_job(job, queue)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            # RQ retries Redis errors only in its dequeue loop; raised from here they would end
+            # the worker. Our jobs' registry entries expire meanwhile, and a reaper elsewhere
+            # hands them to a worker that can still reach Redis: drop our copies and wait.
+            log.warning("lost Redis with a job in hand (%s); a reaper re-runs it", exc)
+            batching.discard_all()
+            delay = 0.5
+            while not self._stop_requested:
+                try:
+                    self.connection.ping()
+                    break
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            log.warning("Redis is back; serving again")
+
+    def _execute_job(self, job: Any, queue: Any) -> None:
         """Run `job` plus compatible queued jobs as one pipeline call, and pipeline the batches:
         while this batch's images are encoded, stored and announced (RQ's normal perform_job,
         on this thread), the next batch already denoises on a helper thread.

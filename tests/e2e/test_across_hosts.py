@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.support import ROOT, base_env, stop
+from tests.support import ROOT, base_env, free_port, stop
 
 T = TypeVar("T")
 IP = shutil.which("ip") or "/usr/sbin/ip"
@@ -256,8 +256,14 @@ def _start_services(lab: Lab) -> Services:
         "name": "easel", "credentials": [{"accessKey": access, "secretKey": secret}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
     weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    # Ports free in the root namespace, though nothing else listens in this one: SeaweedFS also
+    # makes unix sockets named by its gRPC ports under /tmp, which all namespaces share.
+    ports = [f"-{flag}={free_port()}" for flag in (
+        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+        "filer.port.grpc", "s3.port.grpc")]
     s3 = lab.spawn("s3", [weed, "server", "-s3", f"-ip={lab.addr('s3')}", "-ip.bind=0.0.0.0",
                           f"-dir={seaweed_dir}", "-s3.port=8333", f"-s3.config={config}",
+                          *ports,
                           "-master.volumeSizeLimitMB=64", "-volume.max=8", "-s3.port.iceberg=0",
                           "-s3.port.lance=0"], dict(os.environ))
     lab.wait_port("redis", 6379, redis)

@@ -263,7 +263,7 @@ def test_killed_worker_mid_batch_every_job_is_rerun(rig: Rig) -> None:
     wait_ready(rig.gateway.base_url)
     runs = [_in_background(lambda s=s: rig.client().images.generate(
         prompt="a red circle", model="easel-shapes", size="64x64", response_format="url",
-        extra_body={"steps": 60, "seed": s})) for s in range(3)]
+        extra_body={"steps": 30, "seed": s})) for s in range(3)]
     # The worker's beat says when three images are inside one pipeline call: kill it there.
     dead = _busy(rig.redis.url, images=3)
     victim.send_signal(signal.SIGKILL)
@@ -274,3 +274,35 @@ def test_killed_worker_mid_batch_every_job_is_rerun(rig: Rig) -> None:
         assert "error" not in box, box.get("error")
         done_by = _rq_job(rig.redis.url, _job_id(box["result"].data[0])).worker_name
         assert done_by.startswith("rescuer-") and done_by != dead, (done_by, dead)
+
+
+def test_an_abandoned_stream_cancels_its_queued_job_quietly(rig: Rig, tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    gateway = Gateway(dict(rig.env, EASEL_ON_DISCONNECT="cancel"), log=log).start()
+    try:
+        rig.worker("w")
+        wait_ready(gateway.base_url)
+        url = f"{gateway.base_url}/v1/images/generations"
+        body = {"prompt": "a red circle", "model": "easel-shapes", "size": "64x64", **SLOW}
+        first, _ = _in_background(lambda: httpx.post(url, json=body, timeout=120))
+        _busy(rig.redis.url)
+        with httpx.stream("POST", url, timeout=120, json=dict(
+                body, stream=True, partial_images=2, model="gpt-image-1",
+                size="1024x1024")) as r:
+            assert r.status_code == 200  # admitted and queued behind the first job...
+        # ...and the client hangs up before any event arrived
+        redis = Redis.from_url(rig.redis.url)
+        from rq import Queue
+        from rq.serializers import JSONSerializer
+
+        queue = Queue("easel:shapes", connection=redis, serializer=JSONSerializer)
+        deadline = time.time() + 10
+        while not queue.canceled_job_registry.get_job_ids():
+            assert time.time() < deadline, "the abandoned stream's job was not cancelled"
+            time.sleep(0.05)
+        assert queue.count == 0
+        first.join(120)
+    finally:
+        gateway.stop()
+    text = log.read_text()
+    assert "Task was destroyed" not in text and "Traceback" not in text, text[-3000:]
