@@ -41,9 +41,11 @@ setup: $(STAMP) system-deps
 system-deps:
 	@command -v redis-server >/dev/null || scripts/apt-install.sh redis-server
 
-# Headless Chromium for the playground's browser tests.
+# Headless Chromium for the playground's browser tests; Prometheus (promtool, prometheus) for
+# the alert-rule unit tests and the dashboard test against a real Prometheus.
 test-deps: system-deps
 	@command -v chromium >/dev/null || scripts/apt-install.sh chromium
+	@command -v promtool >/dev/null || scripts/apt-install.sh prometheus
 
 run: setup
 	HF_HUB_OFFLINE=1 $(BIN)/easel up --port $(PORT) --workers $(WORKERS)

@@ -86,6 +86,7 @@ class Slot:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     dead_since: float | None = None
+    exits: list[tuple[float, int]] = field(default_factory=list)  # (when, return code)
 
     def spawn(self) -> None:
         with self.log.open("ab") as out:
@@ -128,6 +129,7 @@ class Supervisor:
                     if slot.dead_since is None:
                         assert slot.proc is not None
                         slot.dead_since = now()
+                        slot.exits.append((now(), slot.proc.returncode))
                         self.say(f"{slot.name} exited with {slot.proc.returncode}; "
                                  f"restarting it in 1 s")
                     elif now() - slot.dead_since >= 1.0:
@@ -243,16 +245,20 @@ class Rig:
 
     def _wait_workers(self, n: int, timeout: float) -> None:
         deadline = now() + timeout
+        last = "no answer yet"
         while True:
-            with contextlib.suppress(Exception):
+            try:
                 if self.live_workers() >= n:
                     return
+                last = "fewer live workers"
+            except Exception as exc:
+                last = repr(exc)
             for slot in self.supervisor.slots:
                 if slot.starts > 1:
                     log = slot.log.read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"{slot.name} died while starting:\n{log}")
             if now() > deadline:
-                raise TimeoutError(f"{n} workers did not become live")
+                raise TimeoutError(f"{n} workers did not become live (GET /v1/models: {last})")
             time.sleep(0.3)
 
     def restart_redis(self) -> None:
@@ -558,14 +564,14 @@ def plan(seconds: float, rng: random.Random, quick: bool = False) -> list[Fault]
     redis_at, s3_at = round(seconds * 0.4), round(seconds * 0.65)
     clear = [(redis_at - 10, redis_at + REDIS_DOWN + 10), (s3_at - 10, s3_at + S3_DOWN + 10)]
     faults = [Fault("redis", redis_at), Fault("s3", s3_at)]
-    t = rng.uniform(*kill_every) / 2
+    t = round(rng.uniform(*kill_every) / 2, 1)
     while t < seconds - 8:
         busy = next((c for c in clear if c[0] <= t < c[1]), None)
         if busy is not None:
             t = busy[1]  # just after the window: no longer inside it
             continue
-        faults.append(Fault("kill", round(t, 1)))
-        t += rng.uniform(*kill_every)
+        faults.append(Fault("kill", t))
+        t = round(t + rng.uniform(*kill_every), 1)
     return sorted(faults, key=lambda f: f.at)
 
 
@@ -634,13 +640,17 @@ def recovery(faults: list[Fault], by_rid: dict[str, Record]) -> tuple[list[float
     for f in faults:
         if f.kind != "kill" or not f.started:
             continue
-        held = [by_rid[r] for r in f.held if r in by_rid]
+        # Only requests still waiting at the kill: a job can stay "started" for a moment after
+        # its answer went out (outcome published, RQ's bookkeeping not yet done).
+        held = [by_rid[r] for r in f.held if r in by_rid and r in f.inflight]
+        done_before = [r for r in f.held if r not in f.inflight]
         if not f.worker:
             lines.append(f"  kill@{f.at:.0f}s: {f.note}")
             continue
         if not held:
-            lines.append(f"  kill@{f.at:.0f}s {f.worker}: held no job "
-                         f"({len(f.inflight)} request(s) in flight elsewhere)")
+            lines.append(f"  kill@{f.at:.0f}s {f.worker}: held no job still awaited "
+                         f"({len(done_before)} already answered; {len(f.inflight)} request(s) "
+                         f"in flight elsewhere)")
             continue
         ok = [r for r in held if r.result == "ok" and r.t1 is not None]
         if len(ok) == len(held):
@@ -654,6 +664,11 @@ def recovery(faults: list[Fault], by_rid: dict[str, Record]) -> tuple[list[float
             lines.append(f"  kill@{f.at:.0f}s {f.worker}: {len(held)} job(s) in hand, NOT all "
                          f"delivered: {bad}")
     return times, lines
+
+
+def _p(recs: list[Record], q: float) -> str:
+    xs = [r.t1 - r.t0 for r in recs if r.t1 is not None]
+    return f"{percentile(xs, q):.1f} s" if xs else "-"
 
 
 class Logs:
@@ -701,11 +716,13 @@ def report(rig: Rig, ledger: Ledger, faults: list[Fault], t0: float, args: argpa
                 r.duplicates += 1
     dup = [r for r in recs if r.duplicates]
     codes = Counter(f"{r.status or 'stream'} {r.code}" for r in clean)
-    retry = Counter(f"{r.status or 'stream'} {r.code}: Retry-After {r.retry_after}"
-                    for r in clean if r.retry_after)
+    retry = Counter(f"{r.status or 'stream'} {r.code}: {r.retry_after or 'none'}"
+                    for r in clean)
     kills = [f for f in faults if f.kind == "kill" and f.started]
     times, kill_lines = recovery(faults, by_rid)
     restarts = sum(s.starts - 1 for s in rig.supervisor.slots if s.command == "worker")
+    exits = sorted((when - t0, s.name, code) for s in rig.supervisor.slots for when, code in s.exits
+                   if code != -signal.SIGKILL)
     gateway_restarts = sum(s.starts - 1 for s in rig.supervisor.slots if s.command == "serve")
     reaped = rig.counter("easel:stats:reaped")
     redis_f = next((f for f in faults if f.kind == "redis"), None)
@@ -720,14 +737,16 @@ def report(rig: Rig, ledger: Ledger, faults: list[Fault], t0: float, args: argpa
         + (f" ({s3_f.note})" if s3_f and s3_f.note else ""),
         f"  requests sent        {len(recs)} (generate {kinds['generate']}, edit {kinds['edit']}, "
         f"stream {kinds['stream']})",
-        f"  answered with images {len(ok)}; images delivered {sum(r.images for r in recs)} "
+        f"  answered with images {len(ok)} (latency p50 {_p(ok, 50)}, p99 {_p(ok, 99)}); "
+        f"images delivered {sum(r.images for r in recs)} "
         f"(+ {sum(r.partials for r in recs)} streamed previews, "
         f"{sum(r.repeated_partials for r in recs)} of them repeated by a re-run job)",
         f"  clean errors         {len(clean)}"
         + (": " + ", ".join(f"{k} x{v}" for k, v in sorted(codes.items())) if clean else ""),
     ]
     if retry:
-        lines.append("    Retry-After: " + ", ".join(f"{k} x{v}" for k, v in sorted(retry.items())))
+        lines.append("    Retry-After values: "
+                     + ", ".join(f"{k} x{v}" for k, v in sorted(retry.items())))
     timeouts = [r for r in clean if r.status == 504 or r.code == "timeout"]
     if timeouts:
         lines.append(f"    WARNING: {len(timeouts)} request(s) waited past the {REQUEST_TIMEOUT} s "
@@ -742,6 +761,8 @@ def report(rig: Rig, ledger: Ledger, faults: list[Fault], t0: float, args: argpa
         *kill_lines,
         f"  worker restarts {restarts}, gateway restarts {gateway_restarts}, jobs reaped "
         f"{reaped if reaped is not None else '?'}",
+        "  exits other than our SIGKILLs: " + (", ".join(
+            f"{name} exit {code} at {when:.1f} s" for when, name, code in exits) or "none"),
     ]
     if odd:
         lines.append(f"  UNEXPECTED (script errors or 4xx) {len(odd)}")

@@ -15,11 +15,12 @@ def _serve(args: argparse.Namespace) -> None:
     from service.slow_clients import guarded_protocol
 
     settings = GatewaySettings()
-    setup_logging(settings.log_json)
+    setup_logging(settings.log_json, component="gateway")
     # Slow or oversized requests are cut off here too, not only by a proxy in front
     # (docs/deploy.md#reverse-proxy); no websockets are served, so none are parsed.
+    # log_config=None: uvicorn's loggers go through Easel's handler (JSON lines included).
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="warning", timeout_graceful_shutdown=30,
+                log_level="warning", log_config=None, timeout_graceful_shutdown=30,
                 http=guarded_protocol(settings.header_timeout_seconds, settings.max_header_bytes),
                 ws="none", timeout_keep_alive=settings.keep_alive_seconds,
                 limit_concurrency=settings.max_connections,
@@ -27,10 +28,18 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
+    import logging
+
     from core.settings import WorkerSettings
     from workers.main import run
 
-    run(WorkerSettings())
+    try:
+        run(WorkerSettings())
+    except SystemExit as exc:  # "unknown pipelines ...": a log line (JSON too), then exit 1
+        if isinstance(exc.code, str):
+            logging.getLogger("easel.worker").critical(exc.code)
+            raise SystemExit(1) from None
+        raise
 
 
 def _up(args: argparse.Namespace) -> None:

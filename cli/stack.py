@@ -6,6 +6,7 @@ workers first (they finish their current job), then the gateway, then Redis.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -17,11 +18,14 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from core.catalog import load_catalog
+from core.logs import setup_logging
 from service.hosts import is_loopback
 
+log = logging.getLogger("easel.supervisor")
 RESTART_STABLE = 30.0  # seconds: a process that ran this long crashed, it is not crash-looping
 RESTART_BACKOFF_MAX = 10.0
 
@@ -110,6 +114,19 @@ def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("redis-server did not start")
 
 
+def log_json() -> bool:
+    return os.environ.get("EASEL_LOG_JSON", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def say(message: str, level: int = logging.INFO, **fields: Any) -> None:
+    """A supervisor line: `easel: ...` on stdout, or with EASEL_LOG_JSON one JSON line in the
+    schema every Easel process writes (core.logs)."""
+    if log_json():
+        log.log(level, message, extra=fields)
+    else:
+        print(f"easel: {message}", flush=True)
+
+
 class Stack:
     def __init__(self, options: StackOptions) -> None:
         self.o = options
@@ -136,6 +153,8 @@ class Stack:
             env["EASEL_ALLOW_NO_AUTH_PUBLIC"] = "1"
         threads = self.o.threads or max(1, (os.cpu_count() or 1) // max(1, self.o.workers))
         env.setdefault("EASEL_THREADS", str(threads))
+        # Every worker serves every pipeline: the gateway's easel_workers_expected (and alert).
+        env.setdefault("EASEL_EXPECTED_WORKERS", str(self.o.workers))
         return env
 
     def _spawn(self, name: str, env: dict[str, str]) -> None:
@@ -153,8 +172,8 @@ class Stack:
         catalog = load_catalog(Path(path) if path else None)
         for model in catalog.models.values():
             spec = catalog.pipeline_of(model)
-            print(f"easel: model {model.id!r} ({model.family.name} rules) -> pipeline "
-                  f"{spec.name!r} from {spec.path}: {model.description}", flush=True)
+            say(f"model {model.id!r} ({model.family.name} rules) -> pipeline {spec.name!r} "
+                f"from {spec.path}: {model.description}", model=model.id, pipeline=spec.name)
 
     def _wait_ready(self, timeout: float = 120) -> bool:
         url = f"http://{self.o.host}:{self.o.port}/readyz"
@@ -175,17 +194,18 @@ class Stack:
         self.stopping = True
 
     def run(self) -> None:
+        if log_json():
+            setup_logging(True, component="supervisor")
         data = private_dir(Path(self.o.data_dir).resolve())  # AOF, password, local images
         redis_url = os.environ.get("EASEL_REDIS_URL", "")
         if not redis_url:
             self.redis, redis_url = start_redis(data / "redis")
-            print(f"easel: started private Redis (AOF, password in {data / 'redis' / 'password'})"
-                  f" at {redacted(redis_url)}", flush=True)
+            say(f"started private Redis (AOF, password in {data / 'redis' / 'password'}) at "
+                f"{redacted(redis_url)}", service="redis")
         env = self._env(redis_url, data)
         self._describe()
-        print(f"easel: API keys {'required' if env.get('EASEL_AUTH') != 'off' else 'off'} "
-              f"(set EASEL_API_KEYS to name:sha256 entries from `easel hash-key` to require them)",
-              flush=True)
+        say(f"API keys {'required' if env.get('EASEL_AUTH') != 'off' else 'off'} (set "
+            "EASEL_API_KEYS to name:sha256 entries from `easel hash-key` to require them)")
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGTERM, self.stop)
         t0 = time.time()
@@ -194,12 +214,12 @@ class Stack:
             self._spawn(f"worker-{i}", env)
         if self._wait_ready():
             base = f"http://{self.o.host}:{self.o.port}"
-            print(f"easel: ready in {time.time() - t0:.1f}s at {base}/v1 "
-                  f"({self.o.workers} worker(s), {env['EASEL_THREADS']} thread(s) each)\n"
-                  f"  curl -s {base}/v1/images/generations -H 'Content-Type: application/json' "
-                  f"-d '{{\"model\":\"dall-e-2\",\"prompt\":\"a red circle to the left of a blue "
-                  f"square\",\"size\":\"256x256\",\"response_format\":\"url\"}}'\n"
-                  f"  playground: {base}/", flush=True)
+            say(f"ready in {time.time() - t0:.1f}s at {base}/v1 "
+                f"({self.o.workers} worker(s), {env['EASEL_THREADS']} thread(s) each)\n"
+                f"  curl -s {base}/v1/images/generations -H 'Content-Type: application/json' "
+                f"-d '{{\"model\":\"dall-e-2\",\"prompt\":\"a red circle to the left of a blue "
+                f"square\",\"size\":\"256x256\",\"response_format\":\"url\"}}'\n"
+                f"  playground: {base}/", seconds=round(time.time() - t0, 3))
         self._supervise(env)
 
     def _supervise(self, env: dict[str, str]) -> None:
@@ -214,8 +234,10 @@ class Stack:
                     ran = time.monotonic() - self.started[name]
                     delay[name] = 0.0 if ran > RESTART_STABLE else \
                         min(RESTART_BACKOFF_MAX, max(0.5, 2 * delay[name]))
-                    print(f"easel: {name} exited with {proc.returncode} after {ran:.0f}s; "
-                          f"restarting in {delay[name]:.1f}s", flush=True)
+                    say(f"{name} exited with {proc.returncode} after {ran:.0f}s; restarting in "
+                        f"{delay[name]:.1f}s", logging.WARNING, service=name,
+                        exit_code=proc.returncode, seconds=round(ran, 3),
+                        restart_in=delay[name])
                     time.sleep(delay[name])
                     self._spawn(name, env)
                 time.sleep(0.2)

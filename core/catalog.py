@@ -2,55 +2,18 @@
 
 A *pipeline* is a diffusers folder a worker loads (one RQ queue each); a *model* is a public id
 clients send (`dall-e-2`, `dall-e-3`, `easel-shapes`, ...) that names a pipeline and the OpenAI
-family whose rules it follows.  Loaded from TOML (`EASEL_MODELS_FILE`) or the built-in default.
+family whose rules (core/rules.py) it follows.  Loaded from TOML (`EASEL_MODELS_FILE`) or the
+built-in default.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Family:
-    """Validation rules of one OpenAI model family (the legacy contract, see docs/api.md)."""
-
-    name: str
-    sizes: tuple[str, ...]
-    default_size: str
-    max_n: int
-    qualities: tuple[str, ...]
-    default_quality: str
-    styles: tuple[str, ...]
-    max_prompt: int
-    response_formats: tuple[str, ...] = ("url", "b64_json")
-    default_response_format: str = "url"
-    kinds: tuple[str, ...] = ("generate", "edit", "variation")  # endpoints the family offers
-    streaming: bool = False  # `stream: true` with partial images (gpt-image and Easel's ids)
-    gpt_fields: bool = False  # background/output_format/... accepted and echoed in responses
-
-
-FAMILIES: dict[str, Family] = {
-    "dall-e-2": Family("dall-e-2", ("256x256", "512x512", "1024x1024"), "1024x1024", 10,
-                       ("standard", "auto"), "standard", (), 1000),
-    "dall-e-3": Family("dall-e-3", ("1024x1024", "1792x1024", "1024x1792"), "1024x1024", 1,
-                       ("standard", "hd", "auto"), "standard", ("vivid", "natural"), 4000,
-                       kinds=("generate",)),
-    "gpt-image": Family("gpt-image", ("auto", "1024x1024", "1536x1024", "1024x1536"), "auto", 10,
-                        ("low", "medium", "high", "auto"), "auto", (), 32000,
-                        ("b64_json",), "b64_json", ("generate", "edit"), True, True),
-    # Easel's own ids: every size the embedded model renders well, n up to 10, all styles.
-    "easel": Family("easel", ("64x64", "128x128", "256x256", "512x512", "1024x1024"),
-                    "256x256", 10, ("standard", "hd", "low", "medium", "high", "auto"),
-                    "standard", ("vivid", "natural"), 4000, streaming=True, gpt_fields=True),
-}
-
-# Documented mapping of `quality` to a multiple of the pipeline's default step count.
-QUALITY_STEPS = {"standard": 1.0, "auto": 1.0, "medium": 1.0, "low": 0.5, "high": 1.5, "hd": 2.0}
-# `style`: vivid keeps the pipeline's guidance; natural lowers it (less saturated, closer to data).
-STYLE_GUIDANCE = {"vivid": 1.0, "natural": 0.7}
+from core.rules import FAMILIES, FamilyRules
 
 
 @dataclass(frozen=True)
@@ -75,7 +38,7 @@ class PipelineSpec:
 class ModelSpec:
     id: str
     pipeline: str
-    family: Family
+    family: FamilyRules
     description: str = ""
     created: int = 1764115200  # 2025-11-26, shown in /v1/models
 
@@ -84,12 +47,31 @@ class ModelSpec:
 class Catalog:
     pipelines: dict[str, PipelineSpec]
     models: dict[str, ModelSpec] = field(default_factory=dict)
+    default: str = ""  # the model of a request that names none (EASEL_DEFAULT_MODEL)
 
     def model(self, model_id: str) -> ModelSpec | None:
         return self.models.get(model_id)
 
+    def default_model(self) -> ModelSpec:
+        """EASEL_DEFAULT_MODEL, else OpenAI's default (dall-e-2) if served, else the first."""
+        name = self.default or ("dall-e-2" if "dall-e-2" in self.models else "")
+        return self.models[name] if name else next(iter(self.models.values()))
+
+    def with_default(self, model_id: str) -> Catalog:
+        if model_id and model_id not in self.models:
+            raise ValueError(f"EASEL_DEFAULT_MODEL={model_id!r} is not in the model catalog")
+        return replace(self, default=model_id)
+
     def pipeline_of(self, model: ModelSpec) -> PipelineSpec:
         return self.pipelines[model.pipeline]
+
+    def rules_of(self, model: ModelSpec) -> FamilyRules:
+        """The family's rules as this model's pipeline can keep them: the one set that
+        validation, the OpenAPI document, /v1/models and the playground all use."""
+        if self.pipeline_of(model).transparency:
+            return model.family
+        backgrounds = tuple(b for b in model.family.backgrounds if b != "transparent")
+        return model.family.model_copy(update={"backgrounds": backgrounds})
 
 
 DEFAULT_CATALOG_TOML = """
@@ -138,6 +120,18 @@ id = "gpt-image-1-mini"
 pipeline = "shapes"
 family = "gpt-image"
 description = "alias of easel-shapes with gpt-image rules (b64_json, streaming)"
+
+[[models]]
+id = "gpt-image-2"
+pipeline = "shapes"
+family = "gpt-image-2"
+description = "alias of easel-shapes with gpt-image-2 rules (any WxH in multiples of 16)"
+
+[[models]]
+id = "chatgpt-image-latest"
+pipeline = "shapes"
+family = "gpt-image-2"
+description = "alias of easel-shapes with gpt-image-2 rules (the newest OpenAI image model)"
 """
 
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from core.rules import Fidelity, Operation, OutputFormat
+
 # Workers run this function path; the gateway enqueues it by name and never imports it.
 RENDER_TASK = "workers.tasks.render"
 DONE_CHANNEL = "easel:done"  # pub/sub: the job id of every finished or failed job
@@ -51,7 +53,7 @@ def input_key(private_id: str, name: str, ext: str = "png") -> str:
 
 class RenderJob(BaseModel):
     job_id: str
-    kind: Literal["generate", "edit", "variation"] = "generate"
+    kind: Operation = "generate"
     model: str
     pipeline: str
     prompt: str = ""
@@ -62,11 +64,12 @@ class RenderJob(BaseModel):
     seeds: list[int]
     steps: int
     guidance: float
-    output_format: Literal["png", "jpeg", "webp"] = "png"
+    output_format: OutputFormat = "png"
     output_compression: int | None = None
     image_keys: list[str] = []
     mask_key: str | None = None
-    strength: float | None = None
+    strength: float | None = None  # None: the edit's default for its input_fidelity
+    input_fidelity: Fidelity = "low"  # edits: how much of the source survives (core.rules)
     background: Literal["opaque", "transparent"] = "opaque"
     partial_images: int = 0  # previews published while denoising (stream=true)
     # Directory of the job's inputs and previews: random and independent of job_id, which is

@@ -20,6 +20,7 @@ from rq.serializers import JSONSerializer
 
 from core.allowed_jobs import EaselJob
 from core.jobs import Outcome, publish_outcome
+from core.telemetry import count_job
 
 log = logging.getLogger("easel.reaper")
 REAPED_KEY = "easel:stats:reaped"  # counts abandoned jobs seen, for metrics and the chaos run
@@ -76,10 +77,15 @@ def _reap(redis: Any, queue_names: list[str], outcome_ttl: int) -> int:
         redis.lrem(Queue(job.origin, connection=redis).intermediate_queue_key, 0, job.id)
         if job.retries_left and job.retries_left > 0:
             log.warning("job %s lost its worker %s; re-running it (%d retries left)", job.id,
-                        job.worker_name, job.retries_left)
+                        job.worker_name, job.retries_left,
+                        extra={"job_id": job.id, "worker": job.worker_name,
+                               "reason": "worker_lost", "status": "retried"})
+            count_job(redis, "retried", "worker_lost")
         else:
             log.error("job %s lost its worker %s and has no retries left; failing it", job.id,
-                      job.worker_name)
+                      job.worker_name, extra={"job_id": job.id, "worker": job.worker_name,
+                                              "reason": "worker_lost", "status": "failed"})
+            count_job(redis, "failed", "worker_lost")
             announce_failure(redis, job.id, "The worker rendering this job died, and so did "
                              "every retry; the job has failed.", outcome_ttl)
         return False  # let RQ's cleanup carry on with its own handling
@@ -108,7 +114,9 @@ def _requeue_stranded(redis: Any, queue_name: str, after: float) -> int:
             if redis.eval(_REQUEUE_STRANDED, 3, queue.intermediate_queue_key, queue.key,
                           registry.key, job_id):
                 log.warning("job %s was dequeued by a worker that died before starting it; "
-                            "queued again", job_id)
+                            "queued again", job_id, extra={"job_id": job_id, "reason": "stranded",
+                                                           "status": "retried"})
+                count_job(redis, "retried", "stranded")
                 moved += 1
     gone = [j for j in first_seen if j not in stranded or now - first_seen[j] >= after]
     if gone:

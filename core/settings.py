@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -81,6 +82,9 @@ class GatewaySettings(CommonSettings):
     max_concurrent_decodes: int = Field(default=2, ge=1)
     job_retries: int = 2  # re-runs after a failure or a dead worker; then the job fails
     max_queue_depth: int = 200  # per pipeline; beyond it new jobs get 429 + Retry-After
+    # Live workers each pipeline should have, for easel_workers_expected and its alert: "2"
+    # (every pipeline), "sd15=2,sdxl=1" (per pipeline), or empty: no expectation.
+    expected_workers: str = ""
     key_requests_per_minute: int = 120  # per API key (auth on); 0 = unlimited
     key_max_concurrent: int = 8  # jobs in flight per API key (auth on); 0 = unlimited
     # A request's concurrency slot is a lease its gateway renews while the request waits: a
@@ -89,6 +93,35 @@ class GatewaySettings(CommonSettings):
     # A client that hangs up while waiting: "finish" lets its job complete (images stored, RQ
     # keeps the result); "cancel" takes the job off the queue if no worker has started it.
     on_disconnect: Literal["finish", "cancel"] = "finish"
+    # The model of a request that names none (or sends model=""): empty means OpenAI's default,
+    # dall-e-2, when the catalog has it, else the catalog's first model.
+    default_model: str = ""
+    # Edits and variations with more than one image: Easel's pipelines use one. "refuse" answers
+    # 400 naming `image`; "first" renders the first and never decodes the others.
+    extra_images: Literal["refuse", "first"] = "refuse"
+    # JSON edits name images by URL: http(s) ones are fetched with this deadline (the size cap is
+    # max_file_bytes); loopback, private and link-local hosts are refused unless allowed here.
+    fetch_timeout_seconds: float = Field(default=10.0, gt=0)
+    fetch_private_urls: bool = False
+
+
+    @field_validator("expected_workers")
+    @classmethod
+    def _counts(cls, value: str) -> str:
+        if not re.fullmatch(r"\s*(\d+|[\w.-]+\s*=\s*\d+(\s*,\s*[\w.-]+\s*=\s*\d+)*)?\s*",
+                            value):
+            raise ValueError("EASEL_EXPECTED_WORKERS must be a count (2) or pipeline=count "
+                             "pairs (sd15=2,sdxl=1)")
+        return value
+
+    def expected_worker_counts(self, pipelines: list[str]) -> dict[str, int]:
+        text = self.expected_workers.strip()
+        if not text:
+            return {}
+        if "=" not in text:
+            return dict.fromkeys(pipelines, int(text))
+        pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+        return {name.strip(): int(count) for name, count in pairs}
 
 
 class WorkerSettings(CommonSettings):

@@ -7,6 +7,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +21,21 @@ log = logging.getLogger("easel.storage")
 
 class StorageError(Exception):
     """Storage unreachable or an object missing; callers turn it into a clean API error."""
+
+
+class Observed:
+    """A failed put or get is reported to `on_error(op)` (easel_storage_errors_total), then
+    raised as StorageError."""
+
+    on_error: Callable[[str], None] | None = None
+
+    def _failed(self, op: str, message: str) -> StorageError:
+        if self.on_error is not None:
+            try:
+                self.on_error(op)
+            except Exception as exc:  # a metric must never mask the storage error
+                log.debug("storage error hook failed: %s", exc)
+        return StorageError(message)
 
 
 class Storage(Protocol):
@@ -42,7 +58,7 @@ def _public_key(key: str) -> str:
     return key
 
 
-class LocalStorage:
+class LocalStorage(Observed):
     """Files under one root; the gateway serves them at `<base_url>/files/<key>`."""
 
     def __init__(self, root: Path) -> None:
@@ -53,6 +69,13 @@ class LocalStorage:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         target = self.path(key)
+        try:
+            self._write(target, data)
+        except OSError as exc:  # disk full, read-only, permissions
+            raise self._failed("put", f"writing {key} failed: {exc}") from exc
+
+    @staticmethod
+    def _write(target: Path, data: bytes) -> None:
         # Write then rename: a reader never sees half an image, a retry simply replaces it.
         for attempt in (1, 2):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +93,9 @@ class LocalStorage:
         try:
             return self.path(key).read_bytes()
         except FileNotFoundError as exc:
-            raise StorageError(f"no object {key}") from exc
+            raise self._failed("get", f"no object {key}") from exc
+        except OSError as exc:
+            raise self._failed("get", f"reading {key} failed: {exc}") from exc
 
     def url(self, key: str, base_url: str) -> str:
         return f"{base_url.rstrip('/')}/files/{_public_key(key)}"
@@ -98,7 +123,7 @@ class LocalStorage:
         return removed
 
 
-class S3Storage:
+class S3Storage(Observed):
     """boto3 against AWS S3, MinIO or SeaweedFS; URLs are presigned GETs with a TTL."""
 
     def __init__(self, bucket: str, ttl: int, client: Any) -> None:
@@ -113,7 +138,7 @@ class S3Storage:
             self.client.put_object(Bucket=self.bucket, Key=_safe_key(key), Body=data,
                                    ContentType=content_type)
         except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"S3 put {key} failed: {exc}") from exc
+            raise self._failed("put", f"S3 put {key} failed: {exc}") from exc
 
     def get(self, key: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -122,7 +147,7 @@ class S3Storage:
             obj = self.client.get_object(Bucket=self.bucket, Key=_safe_key(key))
             return bytes(obj["Body"].read())
         except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"S3 get {key} failed: {exc}") from exc
+            raise self._failed("get", f"S3 get {key} failed: {exc}") from exc
 
     def url(self, key: str, base_url: str) -> str:
         return str(self.client.generate_presigned_url(

@@ -8,13 +8,26 @@ set -e
 master="${SEAWEED_MASTER:-s3:9333}"
 bucket="${EASEL_S3_BUCKET:-easel}"
 
-weed_shell() {
-    echo "$1" | weed shell -master="$master"
+weed_shell() {  # weed shell waits forever for a master it cannot reach: bound each call
+    echo "$1" | timeout 60 weed shell -master="$master"
 }
 
-if weed_shell "s3.bucket.list" | grep -q "^  $bucket[[:space:]]"; then
-    echo "s3-bucket: bucket $bucket exists"
-else
-    weed_shell "s3.bucket.create -name $bucket"
-fi
-weed_shell "s3.bucket.lifecycle.fastpath -name $bucket -enable"
+setup() {
+    buckets=$(weed_shell "s3.bucket.list") || return 1
+    if printf '%s\n' "$buckets" | grep -q "^  $bucket[[:space:]]"; then
+        echo "s3-bucket: bucket $bucket exists"
+    else
+        weed_shell "s3.bucket.create -name $bucket" || return 1
+    fi
+    weed_shell "s3.bucket.lifecycle.fastpath -name $bucket -enable"
+}
+
+attempt=1
+until setup; do  # the filer may still be starting
+    if [ "$attempt" -ge 10 ]; then
+        echo "s3-bucket: SeaweedFS at $master did not create bucket $bucket" >&2
+        exit 1
+    fi
+    attempt=$((attempt + 1))
+    sleep 3
+done

@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image
 
+from core.rules import Fidelity, edit_strength
 from models.loading import LoadedPipeline
 
 
@@ -147,10 +148,12 @@ def _paste_back(generated: list[Image.Image], original: Image.Image,
 def edit(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds: list[int],
          steps: int, guidance: float, width: int, height: int, image: Image.Image,
          mask: Image.Image | None, strength: float | None, partials: int = 0,
-         on_partial: OnPartial | None = None) -> list[Image.Image]:
+         on_partial: OnPartial | None = None, fidelity: Fidelity = "low") -> list[Image.Image]:
     """Inpaint the transparent area (of the mask, else of the image); outside stays as it was.
 
-    With no transparent pixel at all the whole image is redrawn image-to-image at `strength`.
+    With no transparent pixel at all the whole image is redrawn image-to-image.  Without an
+    explicit `strength`, `fidelity` (OpenAI's input_fidelity) sets how much of the source
+    survives: core.rules.EDIT_STRENGTH.
     """
     weight = edit_weight(image, mask)
     flat = _flatten(image)
@@ -158,11 +161,13 @@ def edit(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds
     n = len(seeds)
     common = dict(**_prompts(loaded, [prompt] * n, negative_prompt), guidance_scale=guidance,
                   generator=_generators(seeds, "cpu"), output_type="pil")
-    if weight.getextrema()[1] == 0:
-        return _img2img(loaded, flat, w, h, steps, strength or 0.75, common, width, height)
+    masked = weight.getextrema()[1] != 0  # any transparent pixel at all
+    strength = strength or edit_strength(fidelity, masked)
+    if not masked:
+        return _img2img(loaded, flat, w, h, steps, strength, common, width, height, partials,
+                        on_partial)
     # Any partly transparent pixel joins the area the pipeline redraws (max-pool the weight).
     small = weight.resize((w, h), Image.Resampling.BOX).point(lambda a: 255 if a > 8 else 0)
-    strength = strength or 1.0
     steps = _img2img_steps(steps, strength)
     previews = _preview_kwargs(loaded, max(1, int(steps * strength)), partials, on_partial,
                                width, height, (w, h))  # over the steps that actually run
@@ -174,17 +179,19 @@ def edit(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds
 
 
 def _img2img(loaded: LoadedPipeline, flat: Image.Image, w: int, h: int, steps: int,
-             strength: float, common: dict[str, Any], width: int, height: int
-             ) -> list[Image.Image]:
+             strength: float, common: dict[str, Any], width: int, height: int,
+             partials: int = 0, on_partial: OnPartial | None = None) -> list[Image.Image]:
     """Image-to-image from `flat` at the render size, one copy of the image per seed (SD3's
     pipeline does not repeat a single image for a list of generators)."""
     n = len(common["generator"])
     source = flat.resize((w, h), Image.Resampling.LANCZOS)
     size = {"width": w, "height": h} if loaded.family.img2img_size else {}
+    steps = _img2img_steps(steps, strength)
+    previews = _preview_kwargs(loaded, max(1, int(steps * strength)), partials, on_partial,
+                               width, height, (w, h))  # over the steps that actually run
     with loaded.lock:
-        out = loaded.img2img(image=[source] * n, strength=strength,
-                             num_inference_steps=_img2img_steps(steps, strength), **size,
-                             **common)
+        out = loaded.img2img(image=[source] * n, strength=strength, num_inference_steps=steps,
+                             **size, **common, **previews)
     return _fit(list(out.images), width, height)
 
 

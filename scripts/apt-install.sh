@@ -1,5 +1,6 @@
 #!/usr/bin/env sh
-# Install Debian packages the project needs (redis-server, chromium) when they are missing.
+# Install Debian packages the project needs (redis-server, chromium, prometheus) when they are
+# missing.
 set -eu
 if ! command -v apt-get >/dev/null; then
   echo "please install: $*" >&2

@@ -31,7 +31,9 @@ from service.dispatch import ClientGone, Dispatcher
 from service.docs import docs
 from service.hosts import HostGuard, allowed_hosts, is_loopback
 from service.limits import Admission
-from service.metrics import GatewayMetrics
+from service.metrics import QUIET_ENDPOINTS, GatewayMetrics
+from service.observe import Finished, request_fields
+from service.openapi import install as install_openapi
 from service.pages import pages
 from service.queue import JobQueue
 from service.routes import router, v1
@@ -47,6 +49,11 @@ def _envelope(exc: OpenAIError) -> Response:
     # still render; UTF-8 encoding of a lone surrogate would fail.
     return Response(json.dumps(exc.envelope(), separators=(",", ":")), exc.status,
                     headers=exc.headers, media_type="application/json")
+
+
+def _answer(request: Request, exc: OpenAIError) -> Response:
+    request.state.error = exc  # its type and code label the metrics and the log line
+    return _envelope(exc)
 
 
 async def _reap_forever(redis: Redis, queues: list[str], settings: GatewaySettings) -> None:
@@ -72,7 +79,7 @@ async def _purge_forever(storage: LocalStorage, ttl: float, every: float = 600.0
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
-    catalog = load_catalog(settings.models_file)
+    catalog = load_catalog(settings.models_file).with_default(settings.default_model)
     # Pillow's decompression-bomb guard at Easel's own limit (uploads are also checked first).
     Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
     # Pillow inflates a PNG's text chunks when it reads the header, up to 64 MB per image by
@@ -94,9 +101,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async_redis = AsyncRedis.from_url(settings.redis_url, socket_connect_timeout=3)
     queue = JobQueue(sync_redis, settings.job_timeout_seconds, settings.job_retries,
                      settings.outcome_ttl_seconds)
-    metrics = GatewayMetrics(queue, catalog)
+    metrics = GatewayMetrics(queue, catalog,
+                             settings.expected_worker_counts(list(catalog.pipelines)),
+                             settings.max_queue_depth)
     waiter = CompletionWaiter(async_redis)
     storage = make_storage(settings)
+    storage.on_error = metrics.storage_failed
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -142,10 +152,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(pages)
     app.include_router(docs)
+    install_openapi(app, catalog)  # request bodies from core/requests.py and the catalog
 
     @app.exception_handler(OpenAIError)
     async def openai_error(request: Request, exc: OpenAIError) -> Response:
-        return _envelope(exc)
+        return _answer(request, exc)
 
     @app.exception_handler(ClientGone)
     async def client_gone(request: Request, exc: ClientGone) -> Response:
@@ -159,20 +170,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-        return _envelope(bad_request(str(first.get("msg", "Invalid request.")),
-                                     ".".join(loc) or None, "invalid_value"))
+        return _answer(request, bad_request(str(first.get("msg", "Invalid request.")),
+                                            ".".join(loc) or None, "invalid_value"))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = (f"Invalid URL ({request.method} {request.scope['path']})"
                    if exc.status_code == 404 else str(exc.detail))
-        return _envelope(OpenAIError(exc.status_code, message))
+        return _answer(request, OpenAIError(exc.status_code, message))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s", request.scope["path"])
-        return _envelope(OpenAIError(500, "The server had an error processing your request.",
-                                     "server_error", None, "server_error"))
+        return _answer(request, OpenAIError(500, "The server had an error processing your "
+                                            "request.", "server_error", None, "server_error"))
 
     # Added before `observe`, so inside it: the 408 it raises from `receive` reaches the routes'
     # exception handlers directly (BaseHTTPMiddleware would wrap it in an ExceptionGroup).
@@ -188,23 +199,30 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             response = await call_next(request)
         except OpenAIError as exc:  # raised here, outside the routes' exception handlers
-            response = _envelope(exc)
-        seconds = time.perf_counter() - t0
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        metrics.latency.labels(endpoint).observe(seconds)
-        model = getattr(getattr(request.state, "ctx", None), "model", "")
-        metrics.requests.labels(endpoint, model, str(response.status_code)).inc()
-        if response.status_code >= 400:
-            metrics.errors.labels("http_" + str(response.status_code)).inc()
+            response = _answer(request, exc)
         response.headers["X-Request-Id"] = request_id
+        # Measured when the last byte is out: a stream's answer starts long before it ends.
+        return Finished(response, lambda: finished(request, response.status_code,
+                                                   time.perf_counter() - t0))
+
+    def finished(request: Request, status: int, seconds: float) -> None:
+        endpoint = getattr(request.scope.get("route"), "path", "unmatched")
+        ctx = getattr(request.state, "ctx", None)
+        model = getattr(ctx, "model", "")
+        metrics.latency.labels(endpoint, model).observe(seconds)
+        metrics.requests.labels(endpoint, model, str(status)).inc()
+        stream = getattr(ctx, "stream", None)
+        error = getattr(request.state, "error", None) or getattr(stream, "error", None)
+        if error is None and status >= 400 and status != 499:  # 499: nobody was listening
+            error = OpenAIError(status, "", "server_error" if status >= 500 else
+                                "invalid_request_error")
+        if error is not None:
+            metrics.error(endpoint, error.type, error.code)
         # Probes poll constantly (503 while starting is expected): keep them out of the log.
-        quiet = endpoint in ("/healthz", "/readyz", "/metrics")
-        log.log(logging.DEBUG if quiet else logging.INFO, "%s %s %d %.3fs", request.method,
-                request.scope["path"], response.status_code, seconds,
-                extra={"request_id": request_id, "status": response.status_code,
-                       "seconds": round(seconds, 4)})
-        return response
+        level = (logging.DEBUG if endpoint in QUIET_ENDPOINTS else
+                 logging.WARNING if status >= 500 else logging.INFO)
+        log.log(level, "%s %s %d %.3fs", request.method, request.scope["path"], status,
+                seconds, extra=request_fields(request, endpoint, status, seconds, error))
 
     # Added last, so outermost: a foreign Host is refused before anything else runs.
     if hosts is not None:

@@ -32,11 +32,16 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def is_json(request: Request) -> bool:
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return media == "application/json"
+
+
 def require_json(request: Request) -> None:
     """415 unless the body is declared JSON: a cross-site form or fetch may send text/plain
     (or no type) without a CORS preflight, application/json needs one."""
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media != "application/json":
+    if not is_json(request):
         shown = media[:60] or "none"
         raise OpenAIError(415, f"Unsupported Content-Type '{shown}': send the body as JSON with "
                           "'Content-Type: application/json'.", "invalid_request_error", None,

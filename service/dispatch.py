@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +38,11 @@ class RequestContext:
     # Work that only an admitted job deserves, run between admission and the enqueue (edits
     # decode and store their uploads here, so a refused request never costs a decode).
     before_enqueue: Callable[[], Awaitable[None]] | None = None
+    # For the request's log line and metrics (service.observe): its job, the images it
+    # delivered, and how a `stream: true` answer went (service.streaming.StreamReport).
+    job_id: str | None = None
+    images: int = 0
+    stream: Any = None
 
 
 class Dispatcher:
@@ -62,6 +68,7 @@ class Dispatcher:
     async def admit(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Lease:
         """Everything that can refuse a job, then the enqueue; errors are plain JSON answers.
         The caller must `release` the lease it gets (`outcome_of` does)."""
+        ctx.job_id = job.job_id
         try:
             await self._require_worker(queue_name, job.model)
             lease = await self.admission.acquire(
@@ -119,6 +126,7 @@ class Dispatcher:
             raise server_error(f"Image generation failed: {outcome.error or 'unknown error'}",
                                outcome.error_type or "generation_failed")
         self.rate.record(job.pipeline)  # completions only: timeouts say nothing about the rate
+        ctx.images = len(outcome.result.keys)
         return outcome
 
     async def run(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Outcome:

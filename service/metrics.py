@@ -1,4 +1,9 @@
-"""Gateway metrics (prometheus-client), kept in a registry owned by one app instance."""
+"""Gateway metrics (prometheus-client), kept in a registry owned by one app instance.
+
+Besides its own requests, the gateway exports what Redis knows about the whole cluster (queue
+depth, live workers, job retries and failures by reason, reaped jobs, worker starts), so one
+scrape of any gateway shows it; with several gateways, aggregate those with `max`, not `sum`.
+"""
 
 from __future__ import annotations
 
@@ -6,50 +11,124 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from core.catalog import Catalog
+from core.reaping import REAPED_KEY
+from core.telemetry import SECONDS_BUCKETS, build_labels, read_counters
 
 log = logging.getLogger("easel.gateway")
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+LATENCY_BUCKETS = SECONDS_BUCKETS
+# Probes and scrapes: polled constantly, and a 503 from /readyz while workers start is expected.
+QUIET_ENDPOINTS = ("/healthz", "/readyz", "/metrics")
 
 
 class QueueCollector(Collector):
-    """Queue depth and live workers per pipeline, read from Redis at scrape time."""
+    """Queues, workers and the cluster's job counters, read from Redis at scrape time."""
 
-    def __init__(self, queue: Any, catalog: Catalog) -> None:
+    def __init__(self, queue: Any, catalog: Catalog, expected: dict[str, int] | None = None,
+                 ) -> None:
         self.queue = queue
         self.catalog = catalog
+        self.expected = expected or {}
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("easel_queue_depth", "Jobs waiting in the queue",
                                   labels=["pipeline"])
         workers = GaugeMetricFamily("easel_workers_alive", "Workers with a live heartbeat",
                                     labels=["pipeline"])
+        redis_up = GaugeMetricFamily("easel_redis_up", "1 when this scrape could read Redis")
+        retried = CounterMetricFamily("easel_job_retries", "Job attempts that failed and were "
+                                      "queued again, by reason (all workers and reapers)",
+                                      labels=["reason"])
+        failed = CounterMetricFamily("easel_job_failures", "Jobs that failed for good, by "
+                                     "reason (all workers and reapers)", labels=["reason"])
+        reaped = CounterMetricFamily("easel_jobs_reaped", "Started jobs found abandoned by a "
+                                     "dead worker (re-run or failed)")
+        starts = CounterMetricFamily("easel_worker_starts", "Worker process starts, by "
+                                     "configured worker name", labels=["worker"])
         try:
             alive = self.queue.workers_per_pipeline(self.catalog)
             for spec in self.catalog.pipelines.values():
                 depth.add_metric([spec.name], self.queue.depth(spec.queue))
                 workers.add_metric([spec.name], alive[spec.name])
-        except Exception as exc:  # Redis away: a scrape must still succeed
+            counts, started, reaped_jobs = read_counters(self.queue.redis, REAPED_KEY)
+            for reason, n in sorted(counts["retried"].items()):
+                retried.add_metric([reason], n)
+            for reason, n in sorted(counts["failed"].items()):
+                failed.add_metric([reason], n)
+            for worker, n in sorted(started.items()):
+                starts.add_metric([worker], n)
+            reaped.add_metric([], reaped_jobs)
+            redis_up.add_metric([], 1)
+        except Exception as exc:  # Redis away: a scrape must still succeed, and say so
             log.debug("queue metrics unavailable: %s", exc)
-        yield depth
-        yield workers
+            redis_up.add_metric([], 0)
+        yield from (depth, workers, redis_up, retried, failed, reaped, starts)
 
 
 class GatewayMetrics:
-    def __init__(self, queue: Any, catalog: Catalog) -> None:
+    def __init__(self, queue: Any, catalog: Catalog, expected: dict[str, int] | None = None,
+                 max_queue_depth: int = 0) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("easel_requests_total", "HTTP requests",
-                                ["endpoint", "model", "status"], registry=self.registry)
-        self.latency = Histogram("easel_request_seconds", "HTTP request latency", ["endpoint"],
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.errors = Counter("easel_errors_total", "Errors answered, by OpenAI error type",
-                              ["type"], registry=self.registry)
-        self.images = Counter("easel_images_total", "Images delivered", ["model"],
-                              registry=self.registry)
+        r = self.registry
+        self.requests = Counter("easel_requests_total", "HTTP requests, by route, model and "
+                                "status", ["endpoint", "model", "status"], registry=r)
+        self.latency = Histogram("easel_request_seconds", "HTTP request latency, to the last "
+                                 "byte (streams: their last event)", ["endpoint", "model"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.errors = Counter("easel_errors_total", "Error answers by OpenAI error type and code "
+                              "(probes excluded; a stream's error event included)",
+                              ["type", "code", "endpoint"], registry=r)
+        self.images = Counter("easel_images_total", "Images delivered (streams included)",
+                              ["model"], registry=r)
         self.waiting = Gauge("easel_requests_waiting", "Requests waiting for a job outcome",
-                             registry=self.registry)
-        self.registry.register(QueueCollector(queue, catalog))
+                             registry=r)
+        self.streams = Counter("easel_streams_total", "Streamed answers by how they ended: "
+                               "completed, error, abandoned", ["model", "outcome"], registry=r)
+        self.first_partial = Histogram("easel_stream_first_partial_seconds", "Stream start to "
+                                       "its first partial image", ["model"],
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.stream_seconds = Histogram("easel_stream_seconds", "Stream start to its last event",
+                                        ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.storage_errors = Counter("easel_storage_errors_total", "Storage puts and gets "
+                                      "that failed", ["op"], registry=r)
+        expected_workers = Gauge("easel_workers_expected", "Live workers each pipeline should "
+                                 "have (EASEL_EXPECTED_WORKERS)", ["pipeline"], registry=r)
+        queue_limit = Gauge("easel_queue_limit", "Queue depth beyond which new jobs get 429 "
+                            "(EASEL_MAX_QUEUE_DEPTH)", ["pipeline"], registry=r)
+        models = Gauge("easel_model_info", "The catalog: each public model id and the pipeline "
+                       "that serves it", ["model", "pipeline"], registry=r)
+        for name, count in (expected or {}).items():
+            expected_workers.labels(name).set(count)
+        for spec in catalog.pipelines.values():
+            if max_queue_depth:
+                queue_limit.labels(spec.name).set(max_queue_depth)
+        for model in catalog.models.values():
+            models.labels(model.id, model.pipeline).set(1)
+        for op in ("put", "get"):
+            self.storage_errors.labels(op)
+        Info("easel_build", "Easel's version on this process", registry=r).info(
+            build_labels("gateway"))
+        ProcessCollector(registry=r)  # the gateway's own CPU, memory and open files
+        PlatformCollector(registry=r)
+        r.register(QueueCollector(queue, catalog, expected))
+
+    def storage_failed(self, op: str) -> None:
+        """core.storage's `on_error` hook."""
+        self.storage_errors.labels(op).inc()
+
+    def error(self, endpoint: str, type_: str, code: str | None) -> None:
+        if endpoint not in QUIET_ENDPOINTS:
+            self.errors.labels(type_, code or "", endpoint).inc()
+

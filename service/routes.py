@@ -12,13 +12,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
+from core.catalog import Catalog, ModelSpec
 from core.errors import OpenAIError, model_not_found
 from core.jobs import is_result_key
+from core.rules import Operation
 from core.storage import LocalStorage, StorageError
 from service.auth import require_key
-from service.bodies import read_json
+from service.bodies import is_json, read_json
 from service.hosts import public_base
-from service.openapi import EDIT_BODY, GENERATION_BODY, VARIATION_BODY
 from service.serving import RequestContext
 from service.uploads import read_upload
 
@@ -48,35 +49,44 @@ def _context(request: Request) -> RequestContext:
     return ctx
 
 
-@v1.post("/v1/images/generations", openapi_extra=GENERATION_BODY)
+@v1.post("/v1/images/generations")
 async def generations(request: Request) -> Response:
     st = _state(request)
     body = await read_json(request, st.settings.max_body_bytes)
     return _answer(await st.images.generate(body, public_base(request), _context(request)))
 
 
-async def _transform(request: Request, kind: str) -> Response:
+async def _transform(request: Request, kind: Operation) -> Response:
     st = _state(request)
     upload = await read_upload(request, st.settings.max_upload_bytes, st.settings.max_file_bytes)
     return _answer(await st.images.transform(kind, upload, public_base(request),
                                              _context(request)))
 
 
-@v1.post("/v1/images/edits", openapi_extra=EDIT_BODY)
+@v1.post("/v1/images/edits")
 async def edits(request: Request) -> Response:
+    if is_json(request):  # images by URL: {"images": [{"image_url": ...}], ...}
+        st = _state(request)
+        body = await read_json(request, st.settings.max_upload_bytes)
+        return _answer(await st.images.edit_json(body, public_base(request), _context(request)))
     return await _transform(request, "edit")
 
 
-@v1.post("/v1/images/variations", openapi_extra=VARIATION_BODY)
+@v1.post("/v1/images/variations")
 async def variations(request: Request) -> Response:
     return await _transform(request, "variation")
 
 
-def _model_object(model_id: str, created: int, workers: int | None) -> dict[str, object]:
-    obj: dict[str, object] = {"id": model_id, "object": "model", "created": created,
+def _model_object(catalog: Catalog, model: ModelSpec, workers: int | None) -> dict[str, object]:
+    obj: dict[str, object] = {"id": model.id, "object": "model", "created": model.created,
                               "owned_by": "easel"}
     if workers is not None:  # Easel extension: how many live workers serve it right now
         obj["workers"] = workers
+    # Easel extension: the request rules this id follows (the playground builds its form from
+    # them); the same data validation and /openapi.json use.
+    obj["easel"] = {"family": model.family.name, "pipeline": model.pipeline,
+                    "description": model.description,
+                    "rules": catalog.rules_of(model).model_dump(mode="json")}
     return obj
 
 
@@ -92,17 +102,18 @@ async def _served(request: Request) -> dict[str, int]:
 @v1.get("/v1/models")
 async def list_models(request: Request) -> dict[str, object]:
     served = await _served(request)
-    models = _state(request).catalog.models.values()
-    return {"object": "list", "data": [_model_object(m.id, m.created, served.get(m.pipeline))
-                                       for m in models]}
+    catalog = _state(request).catalog
+    return {"object": "list", "data": [_model_object(catalog, m, served.get(m.pipeline))
+                                       for m in catalog.models.values()]}
 
 
 @v1.get("/v1/models/{model_id:path}")
 async def get_model(request: Request, model_id: str) -> dict[str, object]:
-    model = _state(request).catalog.model(model_id)
+    catalog = _state(request).catalog
+    model = catalog.model(model_id)
     if model is None:
         raise model_not_found(model_id)
-    return _model_object(model.id, model.created, (await _served(request)).get(model.pipeline))
+    return _model_object(catalog, model, (await _served(request)).get(model.pipeline))
 
 
 @router.get("/healthz")

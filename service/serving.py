@@ -13,13 +13,16 @@ from starlette.concurrency import run_in_threadpool
 from core.catalog import Catalog
 from core.errors import bad_request, server_error
 from core.jobs import Outcome, RenderJob, input_key, new_job_id
+from core.requests import ImageParams, ImageRef
+from core.rules import QUALITY_REPORTED, Operation
 from core.settings import GatewaySettings
 from core.storage import LocalStorage, S3Storage, StorageError
 from service.dispatch import Dispatcher, RequestContext
+from service.fetch import load_image_url
 from service.metrics import GatewayMetrics
-from service.streaming import PartialFeed, stream_events
+from service.streaming import PartialFeed, StreamReport, stream_events
 from service.uploads import Uploaded, check_format, prepare, probe
-from service.validation import GenerationParams, coerce_form, parse_generation, parse_request
+from service.validation import parse_json_edit, parse_request
 
 
 class ImageService:
@@ -35,8 +38,9 @@ class ImageService:
     async def run_job(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Outcome:
         return await self.dispatcher.run(queue_name, job, ctx)
 
-    async def run_streaming(self, params: GenerationParams, job: RenderJob,
+    async def run_streaming(self, params: ImageParams, job: RenderJob,
                             ctx: RequestContext) -> StreamingResponse:
+        ctx.stream = StreamReport(model=params.model.id)
         feed = PartialFeed(self.dispatcher.waiter.redis, job.job_id)
         await feed.open()  # before the enqueue, so no preview can be missed
         queue_name = params.pipeline.queue
@@ -52,18 +56,34 @@ class ImageService:
                                self._meta(params), feed,
                                self.dispatcher.outcome_of(queue_name, job, quiet, lease),
                                self.storage.get, self._usage(params),
-                               lambda: self.dispatcher.abandon(queue_name, job.job_id))
+                               lambda: self.dispatcher.abandon(queue_name, job.job_id),
+                               ctx.stream, self._stream_ended)
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
-    @staticmethod
-    def _meta(params: GenerationParams) -> dict[str, Any]:
-        quality = "medium" if params.quality in ("auto", "standard") else params.quality
-        return {"background": params.background, "output_format": params.output_format,
-                "quality": quality, "size": f"{params.width}x{params.height}"}
+    def _known_model(self, body: Any) -> str:
+        """The model a request names, if the catalog has it (a name it lacks never becomes a
+        metric label)."""
+        name = body.get("model") if isinstance(body, dict) else None
+        return name if isinstance(name, str) and self.catalog.model(name) is not None else ""
+
+    def _stream_ended(self, report: StreamReport) -> None:
+        m = self.metrics
+        m.streams.labels(report.model, report.outcome).inc()
+        m.images.labels(report.model).inc(report.images)
+        if report.first_partial is not None:
+            m.first_partial.labels(report.model).observe(report.first_partial)
+        if report.seconds is not None:
+            m.stream_seconds.labels(report.model).observe(report.seconds)
 
     @staticmethod
-    def _usage(params: GenerationParams, input_images: int = 0) -> dict[str, Any]:
+    def _meta(params: ImageParams) -> dict[str, Any]:
+        quality = QUALITY_REPORTED.get(params.quality, params.quality)
+        return {"background": "transparent" if params.transparent else "opaque",
+                "output_format": params.output_format, "quality": quality, "size": params.size}
+
+    @staticmethod
+    def _usage(params: ImageParams) -> dict[str, Any]:
         """What Easel can count honestly (docs/api.md): prompt words as text tokens, and one
         output token per image per denoising step; input images are not tokenised (0)."""
         text = len(params.prompt.split())
@@ -74,41 +94,70 @@ class ImageService:
                                                                 "text_tokens": 0},
                 "total_tokens": text + out}
 
-    @staticmethod
-    def _job(params: GenerationParams, job_id: str, request_id: str | None = None,
-             **inputs: Any) -> RenderJob:
-        return RenderJob(
-            job_id=job_id, kind=params.kind, model=params.model.id,  # type: ignore[arg-type]
-            pipeline=params.pipeline.name, prompt=params.prompt,
-            negative_prompt=params.negative_prompt, width=params.width, height=params.height,
-            n=params.n, seeds=params.seeds, steps=params.steps, guidance=params.guidance,
-            output_format=params.output_format,  # type: ignore[arg-type]
-            output_compression=params.output_compression, strength=params.strength,
-            background=params.background,  # type: ignore[arg-type]
-            partial_images=params.partial_images if params.stream else 0,
-            request_id=request_id, **inputs)
-
     async def generate(self, body: Any, base_url: str,
                        ctx: RequestContext) -> dict[str, Any] | StreamingResponse:
-        params = parse_generation(body, self.catalog)
+        ctx.model = self._known_model(body)  # labels the metrics of a refused request too
+        params = parse_request(body, self.catalog, "generate")
         ctx.model = params.model.id
-        job = self._job(params, new_job_id(), ctx.request_id)
+        job = params.to_job(new_job_id(), ctx.request_id)
         if params.stream:
             return await self.run_streaming(params, job, ctx)
         outcome = await self.run_job(params.pipeline.queue, job, ctx)
         return await self.respond(params, outcome, base_url)
 
-    async def transform(self, kind: str, upload: Uploaded, base_url: str,
+    async def transform(self, kind: Operation, upload: Uploaded, base_url: str,
                         ctx: RequestContext) -> dict[str, Any] | StreamingResponse:
-        """Edits (inpainting, outpainting) and variations: inputs go to storage, not Redis.
-        Fields, model, sizes and admission are all checked from the image headers first; only
-        what the job uses (the first image, an edit's mask) is ever decoded."""
-        body = coerce_form(upload.fields)
-        limit = self.settings.max_image_pixels
-        for extra in upload.images[1:]:  # accepted for OpenAI clients, never used: docs/api.md
+        """Multipart edits (inpainting, outpainting) and variations."""
+        ctx.model = self._known_model(upload.fields)
+        params = parse_request(upload.fields, self.catalog, kind, form=True)
+        return await self._transform(params, upload, "image", base_url, ctx)
+
+    async def edit_json(self, body: Any, base_url: str,
+                        ctx: RequestContext) -> dict[str, Any] | StreamingResponse:
+        """A JSON edit: images and mask by `data:` or `http(s)` URL (service/fetch.py)."""
+        params, refs, mask_ref = parse_json_edit(body, self.catalog)
+        self._check_count(params, len(refs), "images")
+        # Extra images are never fetched: only the first is used (docs/api.md).
+        image = await self._fetch(refs[0], "images[0]")
+        mask = await self._fetch(mask_ref, "mask") if mask_ref is not None else None
+        return await self._transform(params, Uploaded({}, [image], mask), "images", base_url,
+                                     ctx)
+
+    async def _fetch(self, ref: ImageRef, param: str) -> bytes:
+        if ref.file_id is not None:
+            raise bad_request("Easel has no Files API: send the image as 'image_url' (a data: "
+                              "or https: URL).", f"{param}.file_id", "unsupported_parameter")
+        if ref.image_url is None:
+            raise bad_request("You must provide 'image_url'.", f"{param}.image_url",
+                              "missing_required_parameter")
+        s = self.settings
+        return await load_image_url(ref.image_url, f"{param}.image_url", s.max_file_bytes,
+                                    s.fetch_timeout_seconds, s.fetch_private_urls)
+
+    def _check_count(self, params: ImageParams, count: int, param: str) -> None:
+        """Never ignore an image silently: Easel's pipelines condition on one image."""
+        most, mid = params.rules.max_images, params.model.id
+        if count > most:
+            raise bad_request(f"Model '{mid}' takes at most {most} image(s); got {count}.",
+                              param, "too_many_images")
+        if count > 1 and self.settings.extra_images == "refuse":
+            raise bad_request(f"Model '{mid}' is served by a pipeline that uses one image; got "
+                              f"{count}. Send one image (operators can set EASEL_EXTRA_IMAGES="
+                              "first to render the first and ignore the rest).", param,
+                              "too_many_images")
+
+    async def _transform(self, params: ImageParams, upload: Uploaded, param: str, base_url: str,
+                         ctx: RequestContext) -> dict[str, Any] | StreamingResponse:
+        """Fields, model, image count and sizes (from the image headers) are checked before
+        admission; only what the job uses (the first image, an edit's mask) is ever decoded."""
+        ctx.model = params.model.id
+        kind = params.kind
+        self._check_count(params, len(upload.images), param)
+        for extra in upload.images[1:]:  # EASEL_EXTRA_IMAGES=first: checked, never decoded
             check_format(extra, "image")
         if kind != "edit" and upload.mask is not None:
             raise bad_request("Variations take no 'mask'.", "mask", "unknown_parameter")
+        limit = self.settings.max_image_pixels
         first = await run_in_threadpool(probe, upload.images[0], "image", limit)
         mask = None
         if upload.mask is not None:
@@ -126,16 +175,14 @@ class ImageService:
             raise bad_request(f"Invalid 'image': the image and mask have {pixels} pixels, more "
                               f"than the {self.settings.max_request_pixels} one request may "
                               "have decoded.", "image", "image_too_large")
-        params = parse_request(body, self.catalog, kind, first.size)
-        ctx.model = params.model.id
-        transparent = kind == "edit" and mask is None and params.model.family.name == "dall-e-2"
+        transparent = kind == "edit" and mask is None and not params.rules.whole_image_edits
         if transparent and not first.alpha:
             raise bad_request("Invalid 'image': without a mask the image must have transparent "
                               "pixels, which mark the area to edit.", "image", "invalid_image")
         private_id = new_job_id()  # inputs never share the public job id: core.jobs.input_key
-        job = self._job(params, new_job_id(), ctx.request_id, private_id=private_id,
-                        image_keys=[input_key(private_id, "image0")],
-                        mask_key=input_key(private_id, "mask") if mask else None)
+        job = params.to_job(new_job_id(), ctx.request_id, private_id=private_id,
+                            image_keys=[input_key(private_id, "image0")],
+                            mask_key=input_key(private_id, "mask") if mask else None)
         ctx.before_enqueue = lambda: self._store_inputs(job, upload, transparent)
         if params.stream:
             return await self.run_streaming(params, job, ctx)
@@ -158,7 +205,7 @@ class ImageService:
                     raise server_error("Storage is unavailable; try again shortly.",
                                        "storage_unavailable", 503) from exc
 
-    async def respond(self, params: GenerationParams, outcome: Outcome,
+    async def respond(self, params: ImageParams, outcome: Outcome,
                       base_url: str) -> dict[str, Any]:
         assert outcome.result is not None
         base = self.settings.public_url or base_url
@@ -179,7 +226,7 @@ class ImageService:
             item["seed"] = seed  # Easel extension: reproduce an image with extra_body={"seed":..}
         self.metrics.images.labels(params.model.id).inc(len(data))
         response: dict[str, Any] = {"created": int(time.time()), "data": data}
-        if params.model.family.gpt_fields:
+        if params.rules.response_meta:
             response.update(self._meta(params), usage=self._usage(params))
         return response
 

@@ -14,6 +14,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -21,6 +22,19 @@ from starlette.concurrency import run_in_threadpool
 
 from core.errors import OpenAIError, server_error
 from core.jobs import Outcome, partial_channel
+
+
+@dataclass
+class StreamReport:
+    """How one stream went, filled in as it runs: its metrics and log line are made from it."""
+
+    model: str
+    started: float = field(default_factory=time.perf_counter)
+    first_partial: float | None = None  # seconds from `started` to the first partial image
+    seconds: float | None = None  # from `started` to the last event
+    images: int = 0
+    outcome: str = "abandoned"  # completed | error | abandoned (the client hung up)
+    error: OpenAIError | None = None
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -59,18 +73,24 @@ async def stream_events(prefix: str, meta: dict[str, Any], feed: PartialFeed,
                         outcome: Awaitable[Outcome], read: Callable[[str], bytes],
                         usage: dict[str, Any],
                         on_abandon: Callable[[], Awaitable[None]] | None = None,
+                        report: StreamReport | None = None,
+                        on_end: Callable[[StreamReport], None] | None = None,
                         ) -> AsyncIterator[bytes]:
     """Yield partial-image events until the job ends, then the completed (or error) event.
 
     A client that hangs up cancels this generator mid-wait (Starlette cancels the response's
     task group): the clean-up then runs shielded, so the outcome task, the pending read of the
-    preview queue and the subscription all end here, and `on_abandon` can cancel the job."""
+    preview queue and the subscription all end here, and `on_abandon` can cancel the job.
+    `report` records how it went; `on_end` gets it once the stream is over."""
+    report = report or StreamReport(model="")
     done = asyncio.ensure_future(outcome)
     item: asyncio.Future[dict[str, Any]] | None = None
     finished = False
 
     async def partial(entry: dict[str, Any]) -> bytes:
         blob = await run_in_threadpool(read, entry["key"])
+        if report.first_partial is None:
+            report.first_partial = time.perf_counter() - report.started
         return sse(f"{prefix}.partial_image", {
             "type": f"{prefix}.partial_image", "b64_json": base64.b64encode(blob).decode(),
             "partial_image_index": entry["index"], "created_at": int(time.time()), **meta})
@@ -91,18 +111,30 @@ async def stream_events(prefix: str, meta: dict[str, Any], feed: PartialFeed,
             result = done.result()
         except OpenAIError as exc:
             finished = True
+            report.outcome, report.error = "error", exc
             yield sse("error", exc.envelope())
             return
         finished = True
         if result.result is None:
-            yield sse("error", server_error("Image generation failed.").envelope())
+            report.outcome, report.error = "error", server_error("Image generation failed.")
+            yield sse("error", report.error.envelope())
             return
         for key in result.result.keys:
             blob = await run_in_threadpool(read, key)
             yield sse(f"{prefix}.completed", {
                 "type": f"{prefix}.completed", "b64_json": base64.b64encode(blob).decode(),
                 "created_at": int(time.time()), "usage": usage, **meta})
+            report.images += 1
+        report.outcome = "completed"
+    except Exception:  # e.g. a result that storage cannot read: the stream breaks off
+        report.outcome = "error"
+        report.error = report.error or server_error("The stream failed.")
+        raise
     finally:
+        report.seconds = time.perf_counter() - report.started
+        if on_end is not None:
+            with contextlib.suppress(Exception):
+                on_end(report)
         with anyio.CancelScope(shield=True):
             await _end(done, item)
             if not finished and on_abandon is not None:

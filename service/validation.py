@@ -1,36 +1,26 @@
-"""Turn a raw JSON body into validated generation parameters, or a 400 that names the `param`.
+"""A raw body -> validated `ImageParams`, or a 400 in OpenAI's envelope that names the `param`.
 
-Validation is by hand rather than by a pydantic request model so that every failure is an
-OpenAI-shaped 400 with `param` set (never FastAPI's 422), `null` always means "the default",
-and rules depend on the chosen model's family (sizes, n, quality, style).
+Types and ranges come from the pydantic request models (core/requests.py), a model family's
+narrower rules from core/rules.py; pydantic's errors are turned into OpenAI's envelope here, so a
+client never sees FastAPI's 422.  Order: unknown fields, the model (404 before anything else about
+the body), the types, then the family's rules.  JSON bodies are validated strictly (`"n": "2"` is
+a 400); multipart text (`n=2`, `stream=true`) is converted first.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from core.catalog import QUALITY_STEPS, STYLE_GUIDANCE, Catalog, ModelSpec, PipelineSpec
-from core.errors import bad_request, model_not_found
+from pydantic import BaseModel, ValidationError
 
-_GPT = {"background", "moderation", "output_format", "output_compression", "stream",
-        "partial_images"}
-_GPT_ONLY = _GPT | {"input_fidelity"}
-_EXTENSIONS = {"seed", "steps", "guidance_scale", "negative_prompt"}  # sent via extra_body
-FIELDS = {
-    "generate": {"model", "prompt", "n", "size", "quality", "style", "response_format", "user"}
-    | _GPT | _EXTENSIONS,
-    "edit": {"model", "prompt", "n", "size", "quality", "response_format", "user",
-             "input_fidelity"} | _GPT | _EXTENSIONS | {"strength"},
-    "variation": {"model", "n", "size", "response_format", "user", "output_format",
-                  "output_compression", "seed", "steps", "strength"},
-}
-# Multipart carries every value as text; these fields are converted before validation.
-_INT_FIELDS = {"n", "seed", "steps", "output_compression", "partial_images"}
-_FLOAT_FIELDS = {"guidance_scale", "strength"}
-_BOOL_FIELDS = {"stream"}
-MAX_SEED = 2**63 - 1
+from core.catalog import Catalog, ModelSpec
+from core.errors import OpenAIError, bad_request, model_not_found
+from core.requests import MAX_SEED, WIRE_MODELS, EditJSONRequest, ImageParams, ImageRef
+from core.rules import QUALITY_STEPS, STYLE_GUIDANCE, FamilyRules, Operation
+
+T = TypeVar("T", bound=str)
 MAX_INT_DIGITS = 64  # far past any valid value (a seed has at most 19 digits)
 
 
@@ -47,227 +37,232 @@ def parse_int(text: str) -> int | LongInt:
     return LongInt(len(text.lstrip("-"))) if len(text) > MAX_INT_DIGITS else int(text)
 
 
-@dataclass(frozen=True)
-class GenerationParams:
-    model: ModelSpec
-    pipeline: PipelineSpec
-    prompt: str
-    negative_prompt: str | None
-    n: int
-    size: str
-    width: int
-    height: int
-    quality: str
-    style: str | None
-    response_format: str
-    output_format: str
-    output_compression: int | None
-    background: str
-    seeds: list[int]
-    steps: int
-    guidance: float
-    user: str | None
-    kind: str = "generate"
-    strength: float | None = None
-    stream: bool = False
-    partial_images: int = 0
-
-
 def _type_name(v: Any) -> str:
     return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
             dict: "object", LongInt: "integer"}.get(type(v), type(v).__name__)
 
 
-def _str(body: dict[str, Any], name: str, max_len: int | None = None) -> str | None:
-    v = body.get(name)
-    if v is None:
-        return None
-    if not isinstance(v, str):
-        raise bad_request(f"Invalid type for '{name}': expected a string, but got "
-                          f"{_type_name(v)} instead.", name, "invalid_type")
-    if max_len is not None and len(v) > max_len:
-        raise bad_request(f"'{name}' is too long: {len(v)} characters, the maximum for this "
-                          f"model is {max_len}.", name, "string_above_max_length")
-    try:  # JSON's "\ud800" escapes give lone surrogates, which no tokenizer or log can encode
-        v.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise bad_request(f"Invalid value for '{name}': the text contains an unpaired surrogate "
-                          f"at position {exc.start}; send valid Unicode.", name,
-                          "invalid_value") from exc
-    return v
+_EXPECTED = {"int_type": "an integer", "float_type": "a number", "bool_type": "a boolean",
+             "string_type": "a string", "list_type": "an array", "model_type": "an object",
+             "dict_type": "an object", "model_attributes_type": "an object"}
+# Request fields whose values a family narrows -> the FamilyRules attribute listing them.
+CHOICES = {"quality": "qualities", "style": "styles", "response_format": "response_formats",
+           "output_format": "output_formats", "background": "backgrounds",
+           "moderation": "moderations", "input_fidelity": "input_fidelities"}
+_PARSING = {"int_parsing": "integer", "float_parsing": "number", "bool_parsing": "boolean"}
 
 
-def _int(body: dict[str, Any], name: str, lo: int, hi: int) -> int | None:
-    v = body.get(name)
-    if v is None:
-        return None
-    if isinstance(v, LongInt):
-        raise bad_request(f"Invalid value for '{name}': a {v.digits}-digit integer is outside the "
-                          f"allowed range {lo} to {hi}.", name, "invalid_value")
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise bad_request(f"Invalid type for '{name}': expected an integer, but got "
-                          f"{_type_name(v)} instead.", name, "invalid_type")
-    if not lo <= v <= hi:
-        raise bad_request(f"Invalid value for '{name}': {v} is outside the allowed range "
-                          f"{lo} to {hi}.", name, "invalid_value")
-    return v
+def _param(loc: tuple[int | str, ...]) -> str:
+    """('images', 0, 'image_url') -> 'images[0].image_url', as OpenAI names nested params."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
-def _choice(body: dict[str, Any], name: str, allowed: tuple[str, ...], model: str) -> str | None:
-    v = _str(body, name)
-    if v is None:
-        return None
-    if not allowed:
-        raise bad_request(f"'{name}' is not supported for model '{model}'.", name,
-                          "unsupported_parameter")
-    if v not in allowed:
-        raise bad_request(f"Invalid value for '{name}': '{v}'. Supported values for model "
-                          f"'{model}' are: {', '.join(repr(a) for a in allowed)}.", name,
-                          "invalid_value")
-    return v
+def error_of(exc: ValidationError, rules: FamilyRules | None = None,
+             model: str = "") -> OpenAIError:
+    """The first pydantic error as OpenAI's 400 (the same codes the SDKs know); an enum's
+    message lists what `model`'s family accepts when `rules` are given."""
+    err = exc.errors()[0]
+    kind, name, value = err["type"], _param(err["loc"]), err.get("input")
+    choices = getattr(rules, CHOICES.get(name, ""), None)
+    if kind == "literal_error" and choices:
+        return bad_request(f"Invalid value for '{name}': {str(value)[:40]!r}. Supported values "
+                           f"for model '{model}' are: {', '.join(map(repr, choices))}.", name,
+                           "invalid_value")
+    if kind == "extra_forbidden":
+        return bad_request(f"Unrecognized request argument supplied: {name}", name,
+                           "unknown_parameter")
+    if kind == "missing":
+        return bad_request(f"You must provide {name!r}.", name, "missing_required_parameter")
+    if kind in _EXPECTED:
+        return bad_request(f"Invalid type for '{name}': expected {_EXPECTED[kind]}, but got "
+                           f"{_type_name(value)} instead.", name, "invalid_type")
+    if kind in _PARSING:
+        return bad_request(f"Invalid value for '{name}': {str(value)[:40]!r} is not a valid "
+                           f"{_PARSING[kind]}.", name, "invalid_type")
+    if kind == "literal_error":
+        return bad_request(f"Invalid value for '{name}': {str(value)[:40]!r}. Supported values "
+                           f"are: {err['ctx']['expected']}.", name, "invalid_value")
+    if kind == "string_too_long":
+        return bad_request(f"'{name}' is too long: at most {err['ctx']['max_length']} "
+                           "characters.", name, "string_above_max_length")
+    limits = {"greater_than_equal": "at least {ge}", "less_than_equal": "at most {le}",
+              "greater_than": "more than {gt}", "less_than": "less than {lt}"}
+    if kind in limits:
+        bound = limits[kind].format(**err["ctx"])
+        return bad_request(f"Invalid value for '{name}': {value} is outside the allowed range "
+                           f"(it must be {bound}).", name, "invalid_value")
+    return bad_request(f"Invalid value for '{name}': {err['msg']}.", name, "invalid_value")
+
+
+def _scan(value: Any, name: str) -> None:
+    """What pydantic would pass or mangle: integers too long to convert, and the unpaired
+    surrogates of JSON's "\\ud800" escapes, which no tokenizer or log can encode."""
+    if isinstance(value, LongInt):
+        raise bad_request(f"Invalid value for '{name}': a {value.digits}-digit integer is "
+                          "outside the allowed range.", name, "invalid_value")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise bad_request(f"Invalid value for '{name}': the text contains an unpaired "
+                              f"surrogate at position {exc.start}; send valid Unicode.", name,
+                              "invalid_value") from exc
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _scan(item, f"{name}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _scan(item, f"{name}.{key}")
 
 
 def resolve_model(body: dict[str, Any], catalog: Catalog) -> ModelSpec:
-    name = _str(body, "model")
-    if name is None:  # OpenAI's default is dall-e-2; fall back to the first configured model
-        name = "dall-e-2" if "dall-e-2" in catalog.models else next(iter(catalog.models))
+    name = body.get("model")
+    if name is not None and not isinstance(name, str):
+        raise bad_request(f"Invalid type for 'model': expected a string, but got "
+                          f"{_type_name(name)} instead.", "model", "invalid_type")
+    if name is None:
+        return catalog.default_model()
     model = catalog.model(name)
     if model is None:
         raise model_not_found(name)
     return model
 
 
-def parse_size(size: str) -> tuple[int, int]:
-    if size == "auto":
-        return 1024, 1024
-    w, h = size.split("x")
-    return int(w), int(h)
+def _unsupported(name: str, model: str) -> OpenAIError:
+    return bad_request(f"'{name}' is not supported for model '{model}'.", name,
+                       "unsupported_parameter")
 
 
-def coerce_form(form: dict[str, str]) -> dict[str, Any]:
-    """Multipart text values -> the JSON types the validators expect (400 on bad text)."""
-    out: dict[str, Any] = {}
-    for name, value in form.items():
-        try:
-            if name in _INT_FIELDS:
-                out[name] = int(value)
-            elif name in _FLOAT_FIELDS:
-                out[name] = float(value)
-            elif name in _BOOL_FIELDS:
-                if value.lower() not in ("true", "false"):
-                    raise ValueError(value)
-                out[name] = value.lower() == "true"
-            else:
-                out[name] = value
-        except ValueError as exc:
-            raise bad_request(f"Invalid value for '{name}': {value[:40]!r} is not a valid "
-                              f"{'integer' if name in _INT_FIELDS else 'value'}.", name,
-                              "invalid_type") from exc
-    return out
+def _choice(name: str, value: T | None, allowed: tuple[T, ...], model: str) -> T | None:
+    if value is None:
+        return None
+    if not allowed:
+        raise _unsupported(name, model)
+    if value not in allowed:
+        raise bad_request(f"Invalid value for '{name}': '{value}'. Supported values for model "
+                          f"'{model}' are: {', '.join(repr(a) for a in allowed)}.", name,
+                          "invalid_value")
+    return value
 
 
-def _guidance(body: dict[str, Any], default: float) -> float:
-    raw = body.get("guidance_scale")
-    if raw is None:
-        return default
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise bad_request("Invalid type for 'guidance_scale': expected a number.",
-                          "guidance_scale", "invalid_type")
-    if not 0 <= raw <= 30:
-        raise bad_request("Invalid value for 'guidance_scale': must be between 0 and 30.",
-                          "guidance_scale", "invalid_value")
-    return float(raw)
+def _size(rules: FamilyRules, size: str, model: str) -> tuple[int, int]:
+    why = rules.size_error(size)
+    if why is None:
+        return rules.dimensions(size)
+    listed = ", ".join(repr(s) for s in rules.sizes)
+    if rules.custom_sizes is not None and why != "unsupported":
+        raise bad_request(f"Invalid value for 'size': '{size[:40]}': {why}.", "size",
+                          "invalid_value")
+    more = " or WIDTHxHEIGHT" if rules.custom_sizes is not None else ""
+    raise bad_request(f"Invalid value for 'size': '{size[:40]}'. Supported values for model "
+                      f"'{model}' are: {listed}{more}.", "size", "invalid_value")
 
 
-def _strength(body: dict[str, Any], default: float | None) -> float | None:
-    raw = body.get("strength")
-    if raw is None:
-        return default
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw <= 1:
-        raise bad_request("Invalid value for 'strength': must be a number in (0, 1].",
-                          "strength", "invalid_value")
-    return float(raw)
-
-
-def parse_request(body: Any, catalog: Catalog, kind: str = "generate",
-                  input_size: tuple[int, int] | None = None) -> GenerationParams:
-    """Validate a generation, edit or variation request against its model's family rules."""
+def read_body(body: Any, catalog: Catalog, kind: Operation, *, form: bool = False,
+              wire: type[BaseModel] | None = None) -> tuple[ModelSpec, BaseModel]:
+    """Fields, model and types: everything but the family's rules."""
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.", None, "invalid_type")
-    unknown = sorted(set(body) - FIELDS[kind])
+    wire = wire or WIRE_MODELS[kind]
+    body = {k: v for k, v in body.items() if v != ""}  # an empty field is a field not given
+    unknown = sorted(set(body) - set(wire.model_fields))
     if unknown:
         raise bad_request(f"Unrecognized request argument supplied: {unknown[0]}", unknown[0],
                           "unknown_parameter")
+    for name, value in body.items():
+        _scan(value, name)
     model = resolve_model(body, catalog)
-    fam, pipe = model.family, catalog.pipeline_of(model)
-    if kind not in fam.kinds:
+    try:
+        return model, wire.model_validate(body, strict=not form)
+    except ValidationError as exc:
+        raise error_of(exc, catalog.rules_of(model), model.id) from exc
+
+
+def parse_request(body: Any, catalog: Catalog, kind: Operation = "generate", *,
+                  form: bool = False) -> ImageParams:
+    """Validate a generation, edit or variation request against its model's family rules."""
+    model, req = read_body(body, catalog, kind, form=form)
+    return apply_rules(req, model, catalog, kind)
+
+
+def parse_json_edit(body: Any, catalog: Catalog) -> tuple[ImageParams, list[ImageRef],
+                                                          ImageRef | None]:
+    model, req = read_body(body, catalog, "edit", wire=EditJSONRequest)
+    assert isinstance(req, EditJSONRequest)
+    return apply_rules(req, model, catalog, "edit"), req.images, req.mask
+
+
+def apply_rules(req: Any, model: ModelSpec, catalog: Catalog, kind: Operation) -> ImageParams:
+    rules, pipe, mid = catalog.rules_of(model), catalog.pipeline_of(model), model.id
+    if kind not in rules.operations:
         what = {"edit": "image edits", "variation": "image variations"}.get(kind, kind)
-        raise bad_request(f"Model '{model.id}' does not support {what}.", "model",
-                          "unsupported_model")
-    prompt = _str(body, "prompt", fam.max_prompt)
-    if kind != "variation" and (prompt is None or not prompt.strip()):
+        raise bad_request(f"Model '{mid}' does not support {what}.", "model", "unsupported_model")
+    prompt: str = getattr(req, "prompt", "")
+    if kind != "variation" and not prompt.strip():
         raise bad_request("You must provide a prompt.", "prompt", "missing_required_parameter")
-    n = _int(body, "n", 1, 10) or 1
-    if n > fam.max_n:
-        raise bad_request(f"Invalid value for 'n': model '{model.id}' supports at most "
-                          f"{fam.max_n} image(s) per request.", "n", "invalid_value")
-    default_size = fam.default_size
-    if input_size is not None and f"{input_size[0]}x{input_size[1]}" in fam.sizes:
-        default_size = f"{input_size[0]}x{input_size[1]}"  # edits keep the input's size
-    size = _choice(body, "size", fam.sizes, model.id) or default_size
-    quality = _choice(body, "quality", fam.qualities, model.id) or fam.default_quality
-    style = _choice(body, "style", fam.styles, model.id)
-    response_format = (_choice(body, "response_format", fam.response_formats, model.id)
-                       or fam.default_response_format)
-    if not fam.gpt_fields:
-        for name in sorted(_GPT_ONLY & {k for k, v in body.items() if v is not None}):
-            raise bad_request(f"'{name}' is only supported for GPT image models, not for "
-                              f"'{model.id}'.", name, "unsupported_parameter")
-    output_format = _choice(body, "output_format", ("png", "jpeg", "webp"), model.id) or "png"
-    compression = _int(body, "output_compression", 0, 100)
-    if compression is not None and output_format == "png":
-        raise bad_request("'output_compression' applies to jpeg and webp output only.",
-                          "output_compression", "invalid_value")
-    background = _choice(body, "background", ("transparent", "opaque", "auto"), model.id) or "auto"
+    if len(prompt) > rules.max_prompt:
+        raise bad_request(f"'prompt' is too long: {len(prompt)} characters, the maximum for "
+                          f"this model is {rules.max_prompt}.", "prompt",
+                          "string_above_max_length")
+    n = req.n or 1
+    if n > rules.max_n:
+        raise bad_request(f"Invalid value for 'n': model '{mid}' supports at most "
+                          f"{rules.max_n} image(s) per request.", "n", "invalid_value")
+    width, height = _size(rules, req.size or rules.default_size, mid)
+    quality = _choice("quality", getattr(req, "quality", None), rules.qualities, mid)
+    style = _choice("style", getattr(req, "style", None), rules.styles, mid)
+    response_format = (_choice("response_format", req.response_format, rules.response_formats,
+                               mid) or rules.default_response_format)
+    output_format = _choice("output_format", req.output_format, rules.output_formats, mid)
+    if req.output_compression is not None:
+        if not rules.output_formats:
+            raise _unsupported("output_compression", mid)
+        if output_format in (None, "png"):
+            raise bad_request("'output_compression' applies to jpeg and webp output only.",
+                              "output_compression", "invalid_value")
+    background = _choice("background", getattr(req, "background", None), rules.backgrounds, mid)
     if background == "transparent" and output_format == "jpeg":
         raise bad_request("A transparent background needs output_format 'png' or 'webp'.",
                           "background", "invalid_value")
-    if background == "transparent" and not pipe.transparency:
-        raise bad_request(f"Model '{model.id}' cannot render transparent backgrounds; use "
-                          "'opaque' or 'auto'.", "background", "unsupported_value")
-    _choice(body, "moderation", ("low", "auto"), model.id)
-    _choice(body, "input_fidelity", ("low", "high"), model.id)
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise bad_request("Invalid type for 'stream': expected a boolean.", "stream",
-                          "invalid_type")
-    partial_images = _int(body, "partial_images", 0, 3) or 0
-    if stream and not fam.streaming:
-        raise bad_request(f"Streaming is only supported for GPT image models, not for "
-                          f"'{model.id}'.", "stream", "unsupported_parameter")
+    _choice("moderation", getattr(req, "moderation", None), rules.moderations, mid)
+    fidelity = _choice("input_fidelity", getattr(req, "input_fidelity", None),
+                       rules.input_fidelities, mid) or rules.default_input_fidelity
+    stream = bool(getattr(req, "stream", None))
+    partial_images = getattr(req, "partial_images", None)
+    if stream and not rules.streaming:
+        raise bad_request(f"Streaming is not supported for model '{mid}'.", "stream",
+                          "unsupported_parameter")
+    if partial_images is not None and not rules.streaming:
+        raise _unsupported("partial_images", mid)
     if stream and n > 1:
         raise bad_request("Streaming returns one image: send n=1 with stream=true.", "n",
                           "invalid_value")
-    user = _str(body, "user", 256)
-    negative = _str(body, "negative_prompt", fam.max_prompt)
-    seed = _int(body, "seed", 0, MAX_SEED)
-    steps = _int(body, "steps", 1, pipe.max_steps)
-    if steps is None:
-        steps = max(1, min(pipe.max_steps, round(pipe.steps * QUALITY_STEPS[quality])))
+    negative = getattr(req, "negative_prompt", None)
+    if negative is not None and len(negative) > rules.max_prompt:
+        raise bad_request(f"'negative_prompt' is too long: at most {rules.max_prompt} "
+                          "characters.", "negative_prompt", "string_above_max_length")
+    if req.steps is not None and req.steps > pipe.max_steps:
+        raise bad_request(f"Invalid value for 'steps': {req.steps} is outside the allowed range "
+                          f"1 to {pipe.max_steps}.", "steps", "invalid_value")
+    quality = quality or rules.default_quality
+    steps = req.steps or max(1, min(pipe.max_steps, round(pipe.steps * QUALITY_STEPS[quality])))
     # Variations have no prompt to guide towards: classifier-free guidance is off (1.0).
-    default_guidance = 1.0 if kind == "variation" else pipe.guidance * STYLE_GUIDANCE.get(
-        style or "vivid", 1.0)
-    guidance = _guidance(body, default_guidance)
-    strength = _strength(body, pipe.strength if kind == "variation" else None)
+    guidance = 1.0 if kind == "variation" else pipe.guidance * STYLE_GUIDANCE[style or "vivid"]
+    guidance_scale = getattr(req, "guidance_scale", None)
+    strength = getattr(req, "strength", None)
     # A given seed makes the request reproducible: image i uses seed + i.
-    base = seed if seed is not None else secrets.randbelow(2**31)
-    seeds = [(base + i) % (MAX_SEED + 1) for i in range(n)]
-    width, height = parse_size(size)
-    return GenerationParams(model, pipe, prompt or "", negative, n, size, width, height, quality,
-                            style, response_format, output_format, compression,
-                            "opaque" if background == "auto" else background, seeds, steps,
-                            guidance, user, kind, strength, bool(stream), partial_images)
-
-
-def parse_generation(body: Any, catalog: Catalog) -> GenerationParams:
-    return parse_request(body, catalog, "generate")
+    base = req.seed if req.seed is not None else secrets.randbelow(2**31)
+    return ImageParams(
+        model=model, pipeline=pipe, rules=rules, kind=kind, prompt=prompt,
+        negative_prompt=negative, n=n, width=width, height=height, quality=quality,
+        style=style, response_format=response_format, output_format=output_format or "png",
+        output_compression=req.output_compression, transparent=background == "transparent",
+        seeds=[(base + i) % (MAX_SEED + 1) for i in range(n)], steps=steps,
+        guidance=guidance if guidance_scale is None else guidance_scale,
+        strength=strength if strength is not None else (
+            pipe.strength if kind == "variation" else None),
+        input_fidelity=fidelity,
+        stream=stream, partial_images=partial_images or 0)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 from tests.support import Gateway, RedisServer, base_env, start_worker, stop, wait_ready
 
@@ -53,3 +54,11 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     finally:
         gateway.stop()
         stop(worker)
+
+
+@pytest.fixture()
+def redis(tmp_path: Path) -> Iterator[Redis]:
+    """A private, empty Redis for one test, as a client."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield Redis.from_url(server.url)
+    server.stop()

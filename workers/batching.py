@@ -9,6 +9,7 @@ picks its images up instead of rendering them again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -23,12 +24,18 @@ from workers import runtime
 
 log = logging.getLogger("easel.worker")
 _parked: dict[str, list[Any]] = {}
+_seconds: dict[str, float] = {}  # job id -> seconds of the batched call that drew its images
 _recent = {"batch": 1}  # jobs in the last drained batch: a cheap signal of concurrent load
 
 
 def take(job_id: str) -> list[Any] | None:
     """The images rendered for this job in a batch, if any (each is taken once)."""
     return _parked.pop(job_id, None)
+
+
+def render_seconds(job_id: str) -> float | None:
+    """How long the batched call that drew this job's images took (taken once)."""
+    return _seconds.pop(job_id, None)
 
 
 def batch_key(job: RenderJob) -> tuple[Any, ...] | None:
@@ -108,25 +115,37 @@ def render_batch(loaded: Any, jobs: list[Job]) -> None:
     prompts = [p.prompt for p in payloads for _ in range(p.n)]
     seeds = [s for p in payloads for s in p.seeds]
     first = payloads[0]
-    t0 = time.perf_counter()
-    images = rendering.generate_prompts(loaded, prompts, first.negative_prompt, seeds, first.steps,
-                                        first.guidance, first.width, first.height)
     metrics = runtime.current().metrics
+    busy = metrics.rendering(first.pipeline) if metrics is not None else contextlib.nullcontext()
+    t0 = time.perf_counter()
+    with busy:
+        images = rendering.generate_prompts(loaded, prompts, first.negative_prompt, seeds,
+                                            first.steps, first.guidance, first.width,
+                                            first.height)
+    seconds = time.perf_counter() - t0
     if metrics is not None:  # one pipeline call: report its real batch size and time once
-        metrics.rendered(first.pipeline, len(prompts), first.steps, time.perf_counter() - t0,
+        metrics.rendered(first.pipeline, len(prompts), first.steps, seconds,
                          job_ids=tuple(p.job_id for p in payloads))
     at = 0
     for p in payloads:
         _parked[p.job_id] = images[at:at + p.n]
+        _seconds[p.job_id] = seconds
         at += p.n
-    log.info("batched %d job(s), %d image(s) in one call", len(payloads), len(prompts))
+    log.info("batched %d job(s), %d image(s) in one call of %.2fs: %s", len(payloads),
+             len(prompts), seconds, " ".join(p.job_id for p in payloads),
+             extra={"job_ids": [p.job_id for p in payloads],
+                    "request_ids": [p.request_id for p in payloads],
+                    "pipeline": first.pipeline, "images": len(prompts),
+                    "render_seconds": round(seconds, 3)})
 
 
 def discard(jobs: list[Job]) -> None:
     for job in jobs:
         _parked.pop(job.id, None)
+        _seconds.pop(job.id, None)
 
 
 def discard_all() -> None:
     """Forget every parked result (their jobs are re-run elsewhere)."""
     _parked.clear()
+    _seconds.clear()

@@ -17,6 +17,7 @@ from core.logs import setup_logging
 from core.redis_checks import check_redis_policy
 from core.settings import WorkerSettings
 from core.storage import make_storage
+from core.telemetry import record_start
 from workers import runtime
 from workers.heartbeat import Heartbeat, Timings
 from workers.metrics import WorkerMetrics, start_metrics_server
@@ -25,8 +26,20 @@ from workers.worker import EaselWorker
 log = logging.getLogger("easel.worker")
 
 
+def _record_start(settings: WorkerSettings, base_name: str) -> None:
+    """Count this start in Redis before anything can fail (a worker that dies loading its
+    model is the usual crash loop): the gateway exports it as easel_worker_starts_total."""
+    client = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        record_start(client, base_name)
+    finally:
+        client.close()
+
+
 def run(settings: WorkerSettings) -> None:
-    setup_logging(settings.log_json)
+    setup_logging(settings.log_json, component="worker")
+    base_name = settings.name or f"easel-{socket.gethostname()}"
+    _record_start(settings, base_name)
     # Weights are local or pre-downloaded: a worker never fetches from a hub at run time.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -63,13 +76,17 @@ def run(settings: WorkerSettings) -> None:
         used += size
     names = list(pipelines)
     storage = make_storage(settings)
-    metrics = WorkerMetrics()
+    metrics = WorkerMetrics(device=settings.device)
     metrics.pipelines_loaded({n: p.load_seconds for n, p in pipelines.items()})
+    metrics.info.info({"device": settings.device, "dtype": settings.dtype,
+                       "pipelines": ",".join(names), "threads": str(settings.threads),
+                       "torch": str(torch.__version__)})
+    storage.on_error = metrics.storage_failed
     runtime.install(runtime.Runtime(settings, pipelines, storage, metrics))
     redis = Redis.from_url(settings.redis_url)
     check_redis_policy(redis)
     queues = [catalog.pipelines[n].queue for n in names]
-    name = liveness.process_name(settings.name or f"easel-{socket.gethostname()}")
+    name = liveness.process_name(base_name)
     # EaselJob: a job naming anything but Easel's render task is refused, never imported.
     worker = EaselWorker(queues, name=name, connection=redis, serializer=JSONSerializer,
                          job_class=EaselJob)
@@ -85,7 +102,8 @@ def run(settings: WorkerSettings) -> None:
     worker.push_exc_handler(metrics.job_failed)
     # Started once the pipelines are loaded: the container healthcheck polls it for readiness.
     start_metrics_server(settings.metrics_port, metrics.registry, settings.metrics_host)
-    log.info("worker %s serving %s with %d torch thread(s)", name, queues, settings.threads)
+    log.info("worker %s serving %s with %d torch thread(s)", name, queues, settings.threads,
+             extra={"worker": name})
     try:
         worker.work(logging_level="WARNING")
     finally:

@@ -6,9 +6,10 @@ and registers nothing, so tests can build as many as they like.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-import sys
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -16,18 +17,24 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
+    PlatformCollector,
     ProcessCollector,
     start_http_server,
 )
 
+from core.telemetry import SECONDS_BUCKETS, build_labels, count_job, failure_reason
+from workers.gauges import GpuMemory, WorkState
+
 log = logging.getLogger("easel.worker")
 
-# Seconds per image: ~0.05 s for the embedded model on a GPU, minutes for SDXL-class on a CPU.
-GENERATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+# Per image: ~0.05 s for the embedded model on a GPU, minutes for SDXL-class on a CPU.
+GENERATION_BUCKETS = SECONDS_BUCKETS
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 10, 16, 32)
-WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-STATUSES = ("finished", "failed")
+WAIT_BUCKETS = SECONDS_BUCKETS
+# finished; retried: an attempt failed and RQ runs the job again; failed: for good.
+STATUSES = ("finished", "retried", "failed")
 
 
 def _aware(when: dt.datetime | None) -> dt.datetime | None:
@@ -39,10 +46,11 @@ def _aware(when: dt.datetime | None) -> dt.datetime | None:
 class WorkerMetrics:
     """One per worker process; label values are pipeline names (a handful, never ids)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, device: str = "cpu") -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.jobs = Counter("easel_jobs_total", "Render jobs by final status on this worker",
+        self.jobs = Counter("easel_jobs_total", "Job attempts on this worker by status: finished, "
+                            "retried (failed, RQ runs it again), failed (for good)",
                             ["pipeline", "status"], registry=r)
         self.generation = Histogram("easel_generation_seconds",
                                     "Render time per image (a batch's time divided by its size)",
@@ -58,28 +66,55 @@ class WorkerMetrics:
                                     ["pipeline"], buckets=WAIT_BUCKETS, registry=r)
         self.model_load = Gauge("easel_model_load_seconds", "Time this worker took to load a "
                                 "pipeline at start", ["pipeline"], registry=r)
-        self.busy = Gauge("easel_worker_busy", "1 while this worker renders a job, else 0",
-                          ["pipeline"], registry=r)
-        self.gpu_memory = Gauge("easel_gpu_memory_bytes",
-                                "GPU memory reserved by this worker's torch allocator",
-                                registry=r)
+        # Busy, busy seconds and running jobs: around the real pipeline call (workers.gauges).
+        self.work = WorkState()
+        r.register(self.work)
+        r.register(GpuMemory(device))  # only on a CUDA device: no GPU, no series
+        self.storage_errors = Counter("easel_storage_errors_total", "Storage puts and gets "
+                                      "that failed", ["op"], registry=r)
+        Info("easel_build", "Easel's version on this process", registry=r).info(
+            build_labels("worker"))
+        self.info = Info("easel_worker", "How this worker runs: device, dtype, pipelines, "
+                         "torch threads", registry=r)
         ProcessCollector(registry=r)  # RSS and CPU seconds: a leak or a stuck worker shows here
+        PlatformCollector(registry=r)
         self._batched: set[str] = set()
+        for op in ("put", "get"):
+            self.storage_errors.labels(op)
+
+    def storage_failed(self, op: str) -> None:
+        """core.storage's `on_error` hook."""
+        self.storage_errors.labels(op).inc()
+
+    @contextlib.contextmanager
+    def rendering(self, pipeline: str) -> Iterator[None]:
+        """Around one real pipeline call: easel_worker_busy and its busy seconds."""
+        self.work.begin(pipeline)
+        try:
+            yield
+        finally:
+            self.work.end(pipeline)
+
+    def claimed(self, pipeline: str, job_id: str) -> None:
+        """A job this worker has started (easel_jobs_running) until it finishes or fails."""
+        self.work.claim(pipeline, job_id)
+
+    def released_all(self) -> None:
+        self.work.release_all()
 
     def pipelines_loaded(self, load_seconds: dict[str, float]) -> None:
         """Record load times and create every series, so dashboards show 0 rather than gaps."""
         for name, seconds in load_seconds.items():
             self.model_load.labels(name).set(seconds)
-            self.busy.labels(name).set(0)
+            self.work.add(name)
             self.images.labels(name)
             for status in STATUSES:
                 self.jobs.labels(name, status)
-        self.update_gpu_memory()
 
     def job_started(self, pipeline: str, rq_job: Any | None) -> None:
-        self.busy.labels(pipeline).set(1)
         if rq_job is None:
             return
+        self.claimed(pipeline, str(rq_job.id))
         enqueued = _aware(getattr(rq_job, "enqueued_at", None))
         started = _aware(getattr(rq_job, "started_at", None)) or dt.datetime.now(dt.UTC)
         if enqueued is not None:
@@ -109,30 +144,36 @@ class WorkerMetrics:
             self.rendered(pipeline, images, steps, render_seconds)
         self.jobs.labels(pipeline, "finished").inc()
         self.images.labels(pipeline).inc(images)
-        self.busy.labels(pipeline).set(0)
-        self.update_gpu_memory()
+        self.work.release(job_id)
 
     def job_failed(self, job: Any, *exc_info: Any) -> bool:
-        """An RQ exception handler (`worker.push_exc_handler`): counts the failure, logs one line.
+        """An RQ exception handler (`worker.push_exc_handler`), run before RQ decides on a
+        retry: counts the attempt as retried or failed, by reason, here and in Redis (the
+        gateway exports the cluster's counts), and logs one line.
 
         Returns True so RQ goes on to its other handlers (retries, failed-job registry).
         """
-        payload = (getattr(job, "args", None) or [{}])[0]
+        try:
+            payload = (getattr(job, "args", None) or [{}])[0]
+        except Exception:  # a job whose data cannot be decoded (refused)
+            payload = {}
         payload = payload if isinstance(payload, dict) else {}
         pipeline = str(payload.get("pipeline", "unknown"))
+        exc_type = exc_info[0] if exc_info else None
+        reason = failure_reason(exc_type, str(exc_info[1]) if len(exc_info) > 1 else "")
+        retries_left = getattr(job, "retries_left", None)
+        status = "retried" if isinstance(retries_left, int) and retries_left > 0 else "failed"
         self._batched.discard(str(job.id))
-        self.jobs.labels(pipeline, "failed").inc()
-        self.busy.labels(pipeline).set(0)
+        self.jobs.labels(pipeline, status).inc()
+        self.work.release(str(job.id))
+        if getattr(job, "connection", None) is not None:
+            count_job(job.connection, status, reason)
         request_id = payload.get("request_id")
-        log.info("job %s failed (request %s): %s", job.id, request_id,
-                 exc_info[0].__name__ if exc_info and exc_info[0] else "error",
-                 extra={"job_id": job.id, "request_id": request_id, "status": "failed"})
+        log.info("job %s %s (request %s): %s", job.id, status, request_id,
+                 exc_type.__name__ if exc_type else "error",
+                 extra={"job_id": job.id, "request_id": request_id, "status": status,
+                        "reason": reason, "model": payload.get("model"), "pipeline": pipeline})
         return True
-
-    def update_gpu_memory(self) -> None:
-        torch = sys.modules.get("torch")  # never import torch just for a metric
-        if torch is not None and torch.cuda.is_available():
-            self.gpu_memory.set(torch.cuda.memory_reserved())
 
 
 def start_metrics_server(port: int, registry: CollectorRegistry, addr: str = "127.0.0.1") -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -49,10 +50,20 @@ def _partial_publisher(rt: runtime.Runtime, job: RenderJob) -> Any:
     return on_partial
 
 
-def _run(loaded: Any, job: RenderJob, rt: runtime.Runtime) -> list[Image.Image]:
+def _run(loaded: Any, job: RenderJob,
+         rt: runtime.Runtime) -> tuple[list[Image.Image], float, bool]:
+    """The job's images, the seconds of the pipeline call that drew them, and whether that was
+    a batch's call (workers.batching), made before this job function ran."""
     batched = batching.take(job.job_id)
     if batched is not None:
-        return batched
+        return batched, batching.render_seconds(job.job_id) or 0.0, True
+    t0 = time.perf_counter()
+    with rt.metrics.rendering(job.pipeline) if rt.metrics else contextlib.nullcontext():
+        images = _call(loaded, job, rt)
+    return images, time.perf_counter() - t0, False
+
+
+def _call(loaded: Any, job: RenderJob, rt: runtime.Runtime) -> list[Image.Image]:
     on_partial = _partial_publisher(rt, job)
     if job.kind == "generate":
         return rendering.generate_prompts(loaded, [job.prompt] * job.n, job.negative_prompt,
@@ -65,7 +76,7 @@ def _run(loaded: Any, job: RenderJob, rt: runtime.Runtime) -> list[Image.Image]:
     mask = _load(rt, job.mask_key) if job.mask_key else None
     return rendering.edit(loaded, job.prompt, job.negative_prompt, job.seeds, job.steps,
                           job.guidance, job.width, job.height, image, mask, job.strength,
-                          job.partial_images, on_partial)
+                          job.partial_images, on_partial, job.input_fidelity)
 
 
 def render(payload: dict[str, Any]) -> dict[str, Any]:
@@ -77,10 +88,9 @@ def render(payload: dict[str, Any]) -> dict[str, Any]:
     if rt.metrics is not None:
         rt.metrics.job_started(job.pipeline, get_current_job())
     t0 = time.perf_counter()
-    images = _run(loaded, job, rt)
+    images, render_seconds, in_batch = _run(loaded, job, rt)
     if job.background == "transparent":
         images = [white_to_alpha(im) for im in images]
-    render_seconds = time.perf_counter() - t0
     keys = []
     for i, image in enumerate(images):
         key = image_key(job.job_id, i, job.output_format)
@@ -90,10 +100,13 @@ def render(payload: dict[str, Any]) -> dict[str, Any]:
     result = RenderResult(keys=keys, seeds=job.seeds, seconds=time.perf_counter() - t0)
     if rt.metrics is not None:
         rt.metrics.job_finished(job.pipeline, job.job_id, len(keys), job.steps, render_seconds)
-    log.info("job %s done (request %s): %d image(s) in %.2fs", job.job_id, job.request_id,
-             len(keys), result.seconds, extra={"job_id": job.job_id, "request_id": job.request_id,
-                                               "model": job.model, "status": "finished",
-                                               "seconds": round(result.seconds, 3)})
+    on_worker = result.seconds + (render_seconds if in_batch else 0.0)
+    log.info("job %s done (request %s): %d image(s), rendered in %.2fs, %.2fs on this worker",
+             job.job_id, job.request_id, len(keys), render_seconds, on_worker,
+             extra={"job_id": job.job_id, "request_id": job.request_id, "model": job.model,
+                    "pipeline": job.pipeline, "status": "finished", "images": len(keys),
+                    "render_seconds": round(render_seconds, 3),
+                    "seconds": round(on_worker, 3)})
     rq_job = get_current_job()
     if rq_job is not None:
         outcome = Outcome(job_id=job.job_id, status="finished", result=result)

@@ -19,12 +19,22 @@ from rq.registry import StartedJobRegistry
 from rq.worker import WorkerStatus
 
 from core.jobs import Outcome, publish_outcome
+from core.storage import StorageError
 from workers import batching, runtime
 from workers.heartbeat import Heartbeat
 
 log = logging.getLogger("easel.worker")
 GENERIC_FAILURE = ("the model could not render this request (the server log has the details, "
                    "under this request's id)")
+STORAGE_FAILURE = "image storage was unavailable while saving the result; try again shortly"
+
+
+def _metrics() -> Any:
+    """This process's WorkerMetrics, or None (no runtime installed, or metrics off)."""
+    try:
+        return runtime.current().metrics
+    except RuntimeError:
+        return None
 
 
 class EaselWorker(SimpleWorker):
@@ -79,6 +89,9 @@ class EaselWorker(SimpleWorker):
         finally:
             if self.liveness is not None:
                 self.liveness.release()
+            metrics = _metrics()
+            if metrics is not None:  # easel_jobs_running: nothing is held between batches
+                metrics.released_all()
         self.set_state(WorkerStatus.IDLE)
 
     def _start_next(self, queue: Any, batch: list[Any], executions: list[Any]) -> tuple[
@@ -101,8 +114,12 @@ class EaselWorker(SimpleWorker):
         worker name, started registry): RQ's cleanup only rescues jobs marked STARTED, so a job
         rendered before its perform_job must already be one."""
         executions = [self.prepare_execution(j) for j in jobs]
+        metrics = _metrics()
         for j in jobs:
             self.prepare_job_execution(j)
+            payload = batching.payload_of(j) if metrics is not None else None
+            if metrics is not None and payload is not None:
+                metrics.claimed(payload.pipeline, j.id)
         # Started now: off RQ's intermediate list, where only jobs whose worker died between
         # dequeue and start remain (the reaper queues those again).
         with self.connection.pipeline() as pipe:
@@ -140,8 +157,11 @@ class EaselWorker(SimpleWorker):
                                    exc_string=exc_string, execution=execution)
         if final:
             # The traceback stays in this log; clients get a message that names no internals.
-            log.error("job %s failed for good: %s", job.id,
-                      (exc_string.strip().splitlines() or ["?"])[-1][:500])
-            outcome = Outcome(job_id=job.id, status="failed", error=GENERIC_FAILURE,
-                              error_type="generation_failed")
+            last = (exc_string.strip().splitlines() or ["?"])[-1][:500]
+            log.error("job %s failed for good: %s", job.id, last)
+            storage = last.startswith(f"{StorageError.__module__}.{StorageError.__name__}")
+            outcome = Outcome(job_id=job.id, status="failed",
+                              error=STORAGE_FAILURE if storage else GENERIC_FAILURE,
+                              error_type="storage_unavailable" if storage
+                              else "generation_failed")
             publish_outcome(self.connection, outcome, self.outcome_ttl)

@@ -4,10 +4,7 @@ TTL the settings give, and concurrent passes never hand one job back twice."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from redis import Redis
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
@@ -16,16 +13,8 @@ from rq.serializers import JSONSerializer
 
 from core.jobs import outcome_key
 from core.reaping import LOCK_KEY, reap
-from tests.support import RedisServer
 
 QUEUE = "easel:shapes"
-
-
-@pytest.fixture()
-def redis(tmp_path: Path) -> Iterator[Redis]:
-    server = RedisServer(tmp_path / "redis").start()
-    yield Redis.from_url(server.url)
-    server.stop()
 
 
 def _abandoned(redis: Redis, retries: int) -> Job:

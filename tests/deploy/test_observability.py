@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import yaml
@@ -21,14 +24,14 @@ from workers.metrics import WorkerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy/grafana/dashboards/easel.json"
-# Series Prometheus itself adds to every target.
-PROMETHEUS_BUILTIN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+# Series Prometheus itself adds: to every target, and for pending or firing alerts.
+PROMETHEUS_BUILTIN = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "ALERTS"}
 PROMQL_FUNCTIONS = {
     "abs", "absent", "avg", "avg_over_time", "ceil", "clamp_max", "clamp_min", "count",
     "count_over_time", "delta", "deriv", "floor", "histogram_quantile", "increase", "irate",
     "label_replace", "last_over_time", "max", "max_over_time", "min", "min_over_time", "quantile",
     "quantile_over_time", "rate", "round", "scalar", "sort", "sort_desc", "sum", "sum_over_time",
-    "time", "topk", "bottomk", "vector",
+    "time", "topk", "bottomk", "vector", "group", "changes", "resets", "present_over_time",
 }
 PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
 
@@ -66,9 +69,9 @@ def test_gateway_metrics_parse_as_prometheus_text(gateway: TestClient) -> None:
     assert latency.type == "histogram"
     assert any(s.name == "easel_request_seconds_bucket" and s.labels["le"] == "+Inf"
                for s in latency.samples)
-    errors = {s.labels["type"]: s.value for s in found["easel_errors"].samples
-              if s.name == "easel_errors_total"}
-    assert errors.get("http_404") == 1
+    errors = {(s.labels["type"], s.labels["endpoint"]): s.value
+              for s in found["easel_errors"].samples if s.name == "easel_errors_total"}
+    assert errors == {("invalid_request_error", "unmatched"): 1}  # an OpenAI type, no probes
     # Read from Redis at scrape time: the default catalog's one pipeline, no worker running.
     assert [(s.labels, s.value) for s in found["easel_queue_depth"].samples] == \
         [({"pipeline": "shapes"}, 0.0)]
@@ -122,9 +125,21 @@ def dashboard_queries() -> list[tuple[str, str]]:
     return [(p["title"], t["expr"]) for p in panels for t in p["targets"]]
 
 
+def all_exported_names() -> set[str]:
+    """Every series name the gateway and a worker can export, the GPU ones included (a fake
+    CUDA torch stands in: on a CPU worker they are absent by design)."""
+    cuda = SimpleNamespace(is_available=lambda: True, current_device=lambda: 0,
+                           memory_reserved=lambda i: 1, max_memory_reserved=lambda i: 1,
+                           get_device_properties=lambda i: SimpleNamespace(total_memory=1))
+    torch = SimpleNamespace(cuda=cuda, device=lambda name: SimpleNamespace(index=0))
+    with mock.patch.dict(sys.modules, {"torch": torch}):
+        worker = exported_names(WorkerMetrics(device="cuda:0").registry)
+    return (exported_names(GatewayMetrics(None, load_catalog(None)).registry) | worker
+            | PROMETHEUS_BUILTIN)
+
+
 def test_dashboard_queries_use_only_metrics_easel_exports() -> None:
-    exported = (exported_names(GatewayMetrics(None, load_catalog(None)).registry)
-                | exported_names(WorkerMetrics().registry) | PROMETHEUS_BUILTIN)
+    exported = all_exported_names()
     for title, expr in dashboard_queries():
         used = metric_names(expr)
         assert used, f"{title}: no metric in {expr}"

@@ -138,11 +138,51 @@ def test_format_is_sniffed_not_taken_from_the_filename(stack: Stack) -> None:
     assert _decode(r.data[0].b64_json).size == (256, 256)
 
 
-def test_repeated_image_parts_are_accepted(stack: Stack) -> None:
+def test_repeated_image_parts_are_all_read(stack: Stack) -> None:
+    """Repeated `image` parts are several images, like `image[]`: not one silently dropped
+    (the pipeline uses one, so two are a 400 by default; tests/e2e/test_upload_hardening.py)."""
     png = _png_bytes(_scene_image().convert("RGBA"))
     files = [("image", ("a.png", png, "image/png")), ("image", ("b.png", png, "image/png"))]
     r = httpx.post(f"{stack.base_url}/v1/images/edits", files=files,
                    data={"prompt": "a blue circle", "model": "easel-shapes", "steps": "4",
                          "response_format": "b64_json", "seed": str(random.randint(0, 99))},
                    timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "image", r.text
+    assert "got 2" in r.json()["error"]["message"]
+
+
+def test_dall_e_2_takes_one_image_whatever_the_operator_allows(stack: Stack) -> None:
+    png = _png_bytes(_scene_image().convert("RGBA"))
+    files = [("image[]", ("a.png", png, "image/png"))] * 2
+    r = _edit(stack, files, model="dall-e-2")
+    assert r.status_code == 400 and r.json()["error"]["param"] == "image", r.text
+    assert "at most 1 image" in r.json()["error"]["message"]
+
+
+def test_empty_fields_mean_not_given(stack: Stack) -> None:
+    """Open WebUI's default edit settings send `model=""` (and no size): the default model."""
+    transparent = _scene_image(128).convert("RGBA")
+    transparent.paste((0, 0, 0, 0), (64, 0, 128, 128))
+    r = _edit(stack, [("image", ("upload.png", _png_bytes(transparent), "image/png"))],
+              model="", size="", n="", response_format="b64_json", steps="4")
+    assert r.status_code == 200, r.text  # dall-e-2, OpenAI's default
+
+
+@pytest.mark.parametrize("path,model,given,size", [
+    ("edits", "easel-shapes", (128, 128), (256, 256)),
+    ("edits", "gpt-image-1", (1536, 1024), (1024, 1024)),
+    ("variations", "dall-e-2", (512, 512), (1024, 1024))])
+def test_without_size_the_result_has_the_models_default_size(
+        stack: Stack, path: str, model: str, given: tuple[int, int],
+        size: tuple[int, int]) -> None:
+    """OpenAI's default, not the input's size (each input has a size the model allows)."""
+    image = _scene_image(given[1]).resize(given)
+    files = [("image", ("a.png", _png_bytes(image), "image/png"))]
+    data = {"model": model, "response_format": "b64_json", "steps": "4"}
+    if path == "edits":
+        data["prompt"] = "a red circle"
+    if model == "gpt-image-1":
+        del data["response_format"]  # always base64
+    r = httpx.post(f"{stack.base_url}/v1/images/{path}", files=files, data=data, timeout=60)
     assert r.status_code == 200, r.text
+    assert _decode(r.json()["data"][0]["b64_json"]).size == size

@@ -100,3 +100,13 @@ def test_edit_streaming_events(stack: Stack) -> None:
 def test_streaming_errors_before_start_are_json(stack: Stack) -> None:
     with pytest.raises(openai.BadRequestError):
         list(stack.client().images.generate(model="gpt-image-1", prompt="", stream=True))
+
+
+def test_edit_streaming_without_a_mask_sends_partials(stack: Stack) -> None:
+    """An opaque image and no mask: image-to-image on the whole picture, previewed too."""
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), (250, 250, 250)).save(buf, "PNG")
+    events = list(stack.client().images.edit(
+        model="gpt-image-1", image=buf.getvalue(), prompt="a red circle", stream=True,
+        partial_images=2, extra_body={"steps": 8}))
+    assert [e.type for e in events] == ["image_edit.partial_image"] * 2 + ["image_edit.completed"]

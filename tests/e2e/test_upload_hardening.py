@@ -1,8 +1,9 @@
 """Uploads through the real stack: what is decoded, what stays private, what photos look like.
 
-Phones send MPO JPEGs with an EXIF orientation; OpenAI clients may send up to 16 images of
-which Easel renders the first.  Only what a job uses is decoded, and inputs and streaming
-previews are stored under an id of their own that `/files` never serves.
+Phones send MPO JPEGs with an EXIF orientation; OpenAI clients may send up to 16 images, and
+Easel's pipelines use one: extra images are a 400 unless the operator chose to render the first
+(EASEL_EXTRA_IMAGES=first).  Only what a job uses is decoded, and inputs and streaming previews
+are stored under an id of their own that `/files` never serves.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import Stack
+from tests.support import Gateway, wait_ready
 
 FAST = {"model": "easel-shapes", "steps": "4", "size": "64x64"}
 
@@ -40,14 +43,15 @@ def _truncated(size: tuple[int, int] = (256, 256)) -> bytes:
 
 
 def _post(stack: Stack, path: str, images: list[bytes], mask: bytes | None = None,
-          **data: str) -> httpx.Response:
+          base_url: str = "", **data: str) -> httpx.Response:
     files = [("image[]", (f"{i}.png", b, "application/octet-stream"))
              for i, b in enumerate(images)]
     if mask is not None:
         files.append(("mask", ("mask.png", mask, "image/png")))
     prompt = {"prompt": "a red square"} if path == "edits" else {}  # variations take none
     fields = {**FAST, **prompt, **data}
-    return httpx.post(f"{stack.base_url}/v1/images/{path}", files=files, data=fields, timeout=60)
+    return httpx.post(f"{base_url or stack.base_url}/v1/images/{path}", files=files, data=fields,
+                      timeout=60)
 
 
 def _dirs(stack: Stack, prefix: str) -> set[str]:
@@ -55,10 +59,30 @@ def _dirs(stack: Stack, prefix: str) -> set[str]:
     return {p.name for p in root.iterdir()} if root.is_dir() else set()
 
 
+@pytest.fixture(scope="module")
+def first_only(stack: Stack) -> Iterator[Gateway]:
+    """A second gateway on the same Redis and worker, configured to render the first image."""
+    gateway = Gateway(dict(stack.env, EASEL_EXTRA_IMAGES="first")).start()
+    wait_ready(gateway.base_url)
+    yield gateway
+    gateway.stop()
+
+
 @pytest.mark.parametrize("path", ["edits", "variations"])
-def test_images_beyond_the_first_are_accepted_but_never_decoded(stack: Stack, path: str) -> None:
+def test_images_beyond_the_first_are_refused_by_default(stack: Stack, path: str) -> None:
+    r = _post(stack, path, [_save(_picture())] * 2)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error["param"], error["code"]) == ("image", "too_many_images")
+    assert "EASEL_EXTRA_IMAGES" in error["message"]
+
+
+@pytest.mark.parametrize("path", ["edits", "variations"])
+def test_first_image_only_when_configured_the_rest_never_decoded(
+        stack: Stack, first_only: Gateway, path: str) -> None:
     before = _dirs(stack, "inputs")
-    r = _post(stack, path, [_save(_picture())] + [_truncated()] * 15)
+    r = _post(stack, path, [_save(_picture())] + [_truncated()] * 15,
+              base_url=first_only.base_url)
     assert r.status_code == 200, r.text
     (new,) = _dirs(stack, "inputs") - before
     assert [p.name for p in (stack.data / "files" / "inputs" / new).iterdir()] == ["image0.png"]

@@ -230,12 +230,16 @@ def test_edit_with_a_mask_keeps_the_rest(loaded: LoadedPipeline) -> None:
 
 
 def test_edit_without_transparency_is_image_to_image(loaded: LoadedPipeline) -> None:
-    images = rendering.edit(loaded, "a cat", None, [1, 2], 2, 3.5, NATIVE, NATIVE, _picture(),
-                            None, 0.75)
+    got, on_partial = _collector()
+    images = rendering.edit(loaded, "a cat", None, [1, 2], 4, 3.5, NATIVE, NATIVE, _picture(),
+                            None, 0.75, partials=2, on_partial=on_partial)
     assert [im.size for im in images] == [(NATIVE, NATIVE)] * 2
     assert "Img2Img" in type(loaded.img2img).__name__
     a, b = _arrays(images)
     assert not np.array_equal(a, b)
+    # A streamed edit without a mask previews too (3 of the 4 steps run at strength 0.75).
+    assert [i for i, _ in got] == [0, 1]
+    assert all(image.size == (NATIVE, NATIVE) for _, image in got)
 
 
 def test_vary(loaded: LoadedPipeline) -> None:

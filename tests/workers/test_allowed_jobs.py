@@ -10,7 +10,6 @@ import http.server
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -27,16 +26,9 @@ from core.catalog import load_catalog
 from core.jobs import RENDER_TASK
 from core.reaping import reap
 from tests.conftest import Stack
-from tests.support import RedisServer, free_port
+from tests.support import free_port
 
 HOSTILE = "tests.workers.hostile_task"
-
-
-@pytest.fixture()
-def redis(tmp_path: Path) -> Iterator[Redis]:
-    server = RedisServer(tmp_path / "redis").start()
-    yield Redis.from_url(server.url)
-    server.stop()
 
 
 @pytest.fixture()

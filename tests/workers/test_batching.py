@@ -193,3 +193,43 @@ def test_a_failed_batch_never_shares_the_pipeline_with_the_next_one(
     assert calls[:2] == [3, 3] and sorted(calls[2:]) == [1, 1, 1]
     assert peak == 1, "two threads were inside one pipeline at once"
     assert all(j.get_status() == JobStatus.FINISHED for j in jobs)
+
+
+def test_a_batched_call_marks_the_worker_busy_and_its_jobs_log_the_real_render_time(
+        env: Any, loaded: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The outside test read easel_worker_busy 0 at full load (the batched call ran before the
+    job function set it) and a batched job logged 0.027 s for a 3.6 s render."""
+    import logging
+    import time
+
+    from workers.metrics import WorkerMetrics
+
+    redis, queue, storage = env
+    metrics = WorkerMetrics()
+    metrics.pipelines_loaded({"shapes": 0.1})
+    runtime.install(runtime.Runtime(WorkerSettings(), {"shapes": loaded}, storage, metrics))
+    during: list[tuple[int, float | None, float | None]] = []
+    real = rendering.generate_prompts
+
+    def generate(pipeline: Any, prompts: list[str], *a: Any, **k: Any) -> Any:
+        value = metrics.registry.get_sample_value
+        during.append((len(prompts), value("easel_worker_busy", {"pipeline": "shapes"}),
+                       value("easel_jobs_running", {"pipeline": "shapes"})))
+        time.sleep(0.3)
+        return real(pipeline, prompts, *a, **k)
+
+    monkeypatch.setattr(rendering, "generate_prompts", generate)
+    caplog.set_level(logging.INFO, logger="easel.worker")
+    jobs = _run(redis, queue, [_job("a red square", i) for i in range(3)], max_batch=8)
+    assert during == [(3, 1.0, 3.0)]  # one call for three jobs, inside the busy marker
+    value = metrics.registry.get_sample_value
+    assert value("easel_worker_busy", {"pipeline": "shapes"}) == 0
+    assert value("easel_jobs_running", {"pipeline": "shapes"}) == 0
+    assert (value("easel_worker_busy_seconds_total", {"pipeline": "shapes"}) or 0) >= 0.3
+    done = [r for r in caplog.records if getattr(r, "status", None) == "finished"]
+    assert len(done) == 3
+    assert all(r.render_seconds >= 0.3 and r.seconds >= r.render_seconds  # type: ignore[attr-defined]
+               for r in done)
+    batch = [r for r in caplog.records if getattr(r, "job_ids", None)]
+    assert len(batch) == 1 and sorted(batch[0].job_ids) == sorted(j.id for j in jobs)  # type: ignore[attr-defined]
