@@ -1,7 +1,7 @@
 """Chaos run: steady client load while workers, Redis and S3 fail under it; nothing may be lost.
 
     python -m benchmarks.chaos                 # 150 s of load, about 3 minutes in all
-    python -m benchmarks.chaos --quick         # about 40 s in all: a smoke test
+    python -m benchmarks.chaos --quick         # under a minute in all: a smoke test
     python -m benchmarks.chaos --seconds 300 --clients 8 --seed 7
 
 Starts a private Redis (AOF on), SeaweedFS as S3, one gateway and two workers (1 torch thread
@@ -352,8 +352,9 @@ class Ledger:
 
     def done(self, rec: Record) -> None:
         with self.lock:
+            if self.inflight.pop(rec.rid, None) is None:
+                return  # already closed as unanswered at the end of the run
             rec.t1 = now()
-            self.inflight.pop(rec.rid, None)
             self.records.append(rec)
 
     def in_flight(self) -> list[str]:
@@ -487,9 +488,13 @@ class Client:
                 model=rec.model, prompt=prompt, n=rec.n, size=cast(Any, rec.size),
                 response_format=cast(Any, rec.fmt), **self._extra(rec))
         items = answer.data or []
-        seeds = [getattr(item, "seed", None) for item in items]
+        seeds = [s for s in (getattr(item, "seed", None) for item in items) if s is not None]
         if len(items) > rec.n or len(set(seeds)) < len(seeds):
             rec.duplicates += max(len(items) - rec.n, len(seeds) - len(set(seeds)))
+        elif seeds and seeds != list(range(rec.seed, rec.seed + len(seeds))):
+            rec.result = "lost"  # images of some other request
+            rec.detail = f"images carry seeds {seeds}, asked from {rec.seed}"
+            return
         for item in items:
             if rec.fmt == "url":
                 url = item.url or ""
@@ -513,10 +518,17 @@ class Client:
             rec.result, rec.detail = "lost", f"{len(items)} image(s) for n={rec.n}"
 
     def _stream(self, rec: Record, prompt: str) -> None:
-        events = self.sdk.images.generate(
-            model=rec.model, prompt=prompt, size=cast(Any, rec.size), stream=True,
-            partial_images=2, **self._extra(rec))
         seen: set[int] = set()
+        with self.sdk.images.generate(
+                model=rec.model, prompt=prompt, size=cast(Any, rec.size), stream=True,
+                partial_images=2, **self._extra(rec)) as events:
+            completed = self._events(rec, events, seen)
+        if not completed and rec.result == "pending":
+            rec.result = "lost"
+            rec.detail = f"stream ended after {rec.partials} previews without completed/error"
+
+    def _events(self, rec: Record, events: Any, seen: set[int]) -> int:
+        """Read a stream to its end; returns how many completed events it carried."""
         completed = 0
         for event in events:
             if event.type.endswith("partial_image"):
@@ -530,15 +542,13 @@ class Client:
                 problem = _read_image(data, rec.size)
                 if problem:
                     rec.result, rec.detail = "lost", problem
-                    return
+                    return completed
                 if completed > 1:
                     rec.duplicates += 1
                     continue
                 rec.hashes.append(hashlib.sha256(data).hexdigest())
                 rec.images += 1
-        if not completed:
-            rec.result = "lost"
-            rec.detail = f"stream ended after {rec.partials} previews without completed/error"
+        return completed
 
 
 # ---- the faults ----------------------------------------------------------------------------
@@ -691,8 +701,10 @@ class Logs:
         for ts, proc, line in self.lines:
             msg = str(line.get("msg", ""))
             if line.get("request_id") == rid or any(j in msg for j in jobs):
-                rows = [r.strip() for r in msg.splitlines() if r.strip()]
+                rows = [r.strip() for r in msg.splitlines() if r.strip()] or [""]
                 text = rows[0] + (f" ... {rows[-1]}" if len(rows) > 1 else "")
+                if line.get("exc_type"):  # JSON logs may carry the exception apart
+                    text += f" [{line['exc_type']}: {line.get('exc_message', '')}]"
                 out.append(f"      {ts[11:]} {proc}: {text[:220]}")
         return out[:limit] + ([f"      ... {len(out) - limit} more"] if len(out) > limit else [])
 
@@ -751,8 +763,10 @@ def report(rig: Rig, ledger: Ledger, faults: list[Fault], t0: float, args: argpa
     if timeouts:
         lines.append(f"    WARNING: {len(timeouts)} request(s) waited past the {REQUEST_TIMEOUT} s "
                      f"request timeout (504): their jobs never finished in time")
+    causes = Counter(near(r, faults, t0) for r in lost)
     lines += [
-        f"  requests LOST        {len(lost)}",
+        f"  requests LOST        {len(lost)}" + (" (by the faults around them: " + ", ".join(
+            f"{k} x{v}" for k, v in causes.most_common()) + ")" if lost else ""),
         f"  duplicated images    {sum(r.duplicates for r in recs)} (in {len(dup)} answer(s))",
         "  recovery after kill  " + (
             f"p50 {percentile(times, 50):.1f} s, p99 {percentile(times, 99):.1f} s, "
@@ -851,7 +865,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=None,
                    help="seconds of load and faults (default 150; 32 with --quick)")
-    p.add_argument("--quick", action="store_true", help="a ~40 s smoke test")
+    p.add_argument("--quick", action="store_true", help="a smoke test of under a minute")
     p.add_argument("--clients", type=int, default=6, help="client threads (default 6)")
     p.add_argument("--seed", type=int, default=1, help="fault plan and workload (default 1)")
     p.add_argument("--show", type=int, default=20, help="lost/duplicated requests to list")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -56,6 +57,20 @@ def _hash_key(args: argparse.Namespace) -> None:
     print(f"{args.name}:{hash_key(args.key)}")
 
 
+def _certs(args: argparse.Namespace) -> None:
+    from cli.certs import init
+
+    paths = init(Path(args.dir), args.organization, args.force)
+    print(f"root (give it to verifiers as a trust anchor): {paths.root}\n"
+          f"EASEL_C2PA_CERT_CHAIN={paths.chain}\nEASEL_C2PA_PRIVATE_KEY={paths.key}")
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from cli.verify import run
+
+    raise SystemExit(run(args.files, args.trust, args.watermark_key, args.json))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="easel", description="OpenAI Images API on your hardware")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,8 +90,21 @@ def main(argv: list[str] | None = None) -> None:
     hk = sub.add_parser("hash-key", help="print the EASEL_API_KEYS entry for an API key")
     hk.add_argument("key")
     hk.add_argument("--name", default="default")
+    certs = sub.add_parser("certs", help="C2PA signing certificates (docs/provenance.md)")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
+    ci = certs_sub.add_parser("init", help="make a private root and a signing certificate")
+    ci.add_argument("--dir", default=".easel/certs")
+    ci.add_argument("--organization", default="Easel (local)")
+    ci.add_argument("--force", action="store_true", help="replace existing files")
+    ve = sub.add_parser("verify", help="report the C2PA manifest and watermark of images")
+    ve.add_argument("files", nargs="+", metavar="FILE")
+    ve.add_argument("--trust", help="PEM root(s) to trust (default: .easel/certs/root.pem "
+                                    "if present)")
+    ve.add_argument("--watermark-key", help="default: $EASEL_WATERMARK_KEY or easel")
+    ve.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    {"serve": _serve, "worker": _worker, "up": _up, "hash-key": _hash_key}[args.command](args)
+    {"serve": _serve, "worker": _worker, "up": _up, "hash-key": _hash_key, "certs": _certs,
+     "verify": _verify}[args.command](args)
 
 
 if __name__ == "__main__":

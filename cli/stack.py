@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cli.certs import signing_env
 from core.catalog import load_catalog
 from core.logs import setup_logging
 from service.hosts import is_loopback
@@ -203,6 +204,9 @@ class Stack:
             say(f"started private Redis (AOF, password in {data / 'redis' / 'password'}) at "
                 f"{redacted(redis_url)}", service="redis")
         env = self._env(redis_url, data)
+        root = signing_env(env, data)  # C2PA: the operator's chain, or a local one (made once)
+        say(f"signing images with the C2PA chain {env.get('EASEL_C2PA_CERT_CHAIN')}" +
+            (f"; verifiers trust the root {root} (easel verify FILE)" if root else ""))
         self._describe()
         say(f"API keys {'required' if env.get('EASEL_AUTH') != 'off' else 'off'} (set "
             "EASEL_API_KEYS to name:sha256 entries from `easel hash-key` to require them)")

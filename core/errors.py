@@ -43,3 +43,9 @@ def server_error(message: str, code: str = "server_error", status: int = 500) ->
 def unavailable(message: str, retry_after: int = 5) -> OpenAIError:
     return OpenAIError(503, message, "server_error", None, "service_unavailable",
                        {"Retry-After": str(retry_after)})
+
+
+def storage_unavailable(message: str, retry_after: int = 10) -> OpenAIError:
+    """Image storage is down: a clean 503 the client may retry, like a queue outage."""
+    return OpenAIError(503, message, "server_error", None, "storage_unavailable",
+                       {"Retry-After": str(retry_after)})

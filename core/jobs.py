@@ -76,12 +76,16 @@ class RenderJob(BaseModel):
     # public in every result URL.  The default covers payloads from an older gateway.
     private_id: str = Field(default_factory=new_job_id)
     request_id: str | None = None  # ties the worker's job log line to the gateway's request
+    # How strictly the worker's output classifier judges the images (docs/moderation.md).
+    moderation: Literal["auto", "low", "off"] = "auto"
 
 
 class RenderResult(BaseModel):
     keys: list[str]
     seeds: list[int]
     seconds: float
+    # The output classifier's categories when it withheld the images (keys is then empty).
+    safety_violations: list[str] = []
 
 
 class Outcome(BaseModel):

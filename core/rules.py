@@ -9,6 +9,7 @@ follow; tests/core/test_rules.py and tests/service/test_one_source.py hold them 
 
 from __future__ import annotations
 
+import re
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
@@ -98,12 +99,13 @@ class FamilyRules(BaseModel):
         return dims
 
 
+_WXH = re.compile(r"([0-9]{1,5})x([0-9]{1,5})")  # ASCII digits only: int() takes others too
+
+
 def parse_wxh(size: str) -> tuple[int, int] | None:
     """`1536x1024` -> (1536, 1024); None for anything else (signs, spaces, huge numbers)."""
-    w, sep, h = size.partition("x")
-    if not sep or not (w.isdecimal() and h.isdecimal()) or len(w) > 5 or len(h) > 5:
-        return None
-    return int(w), int(h)
+    match = _WXH.fullmatch(size)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 GPT_IMAGE = FamilyRules(

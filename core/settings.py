@@ -142,11 +142,26 @@ class WorkerSettings(CommonSettings):
     vae_slicing: bool = False
     cpu_offload: bool = False
     max_batch_images: int = 8  # cross-request batching; 1 turns it off
+    # A put or get that fails is retried with backoff this long before the job fails: a short
+    # storage outage should cost a wait, not a job (its retries are shared with worker deaths).
+    storage_patience_seconds: float = Field(default=30.0, ge=0)
     max_batch_wait_ms: int = 10  # how long to gather compatible jobs after taking one
     metrics_port: int = 9100  # Prometheus /metrics of this worker; 0 disables it
     # Its listen address: this host only unless Prometheus scrapes from elsewhere (compose and
     # the worker images set 0.0.0.0 inside their container network).
     metrics_host: str = "127.0.0.1"
+    # Provenance (docs/provenance.md): C2PA content credentials signed with this certificate
+    # chain (PEM, signing certificate first) and its private key; unset: images are unsigned
+    # (`easel up` makes a local chain with `easel certs init`).  The algorithm follows the key.
+    c2pa_cert_chain: Path | None = None
+    c2pa_private_key: Path | None = None
+    c2pa_signing_alg: str = ""
+    watermark: bool = True  # the invisible watermark, made and detected with watermark_key
+    watermark_key: str = "easel"
+    # After rendering (docs/moderation.md): "nudenet", "off", "package.module:function", or
+    # "auto" (NudeNet on an accelerator, off on CPU where it adds ~15% to a shapes render).
+    output_classifier: str = "auto"
+    output_classifier_threshold: float = Field(default=0.5, ge=0, le=1)
 
     def pipeline_names(self) -> list[str]:
         return [p.strip() for p in self.pipelines.split(",") if p.strip()]

@@ -16,7 +16,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
-from core.errors import server_error, unavailable
+from core.errors import server_error, storage_unavailable, unavailable
 from core.jobs import Outcome, RenderJob
 from core.settings import GatewaySettings
 from service.limits import Admission, Lease, ServiceRate
@@ -122,6 +122,8 @@ class Dispatcher:
         if outcome is None:
             raise server_error("The image was not ready in time; try again later.",
                                "timeout", 504)
+        if outcome.error_type == "storage_unavailable":
+            raise storage_unavailable(f"Image generation failed: {outcome.error}")
         if outcome.status == "failed" or outcome.result is None:
             raise server_error(f"Image generation failed: {outcome.error or 'unknown error'}",
                                outcome.error_type or "generation_failed")

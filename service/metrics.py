@@ -114,8 +114,11 @@ class GatewayMetrics:
         for spec in catalog.pipelines.values():
             if max_queue_depth:
                 queue_limit.labels(spec.name).set(max_queue_depth)
-        for model in catalog.models.values():
+        for model in catalog.models.values():  # every model's counters from 0, not a gap
             models.labels(model.id, model.pipeline).set(1)
+            self.images.labels(model.id)
+            for outcome in ("completed", "error", "abandoned"):
+                self.streams.labels(model.id, outcome)
         for op in ("put", "get"):
             self.storage_errors.labels(op)
         Info("easel_build", "Easel's version on this process", registry=r).info(

@@ -28,7 +28,7 @@ class JobQueue:
         self.queue(queue_name).enqueue_call(
             RENDER_TASK, args=(job.model_dump(mode="json"),), job_id=job.job_id,
             timeout=self.job_timeout, result_ttl=self.result_ttl, failure_ttl=self.result_ttl,
-            retry=Retry(max=self.retries) if self.retries else None,
+            retry=Retry(max=self.retries, enqueue_at_front=True) if self.retries else None,
             description=f"{job.kind} {job.model} n={job.n} {job.width}x{job.height}",
         )
 

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from core.catalog import Catalog
-from core.errors import bad_request, server_error
+from core.errors import bad_request, storage_unavailable
 from core.jobs import Outcome, RenderJob, input_key, new_job_id
 from core.requests import ImageParams, ImageRef
 from core.rules import QUALITY_REPORTED, Operation
@@ -202,8 +202,7 @@ class ImageService:
                 try:
                     await run_in_threadpool(self.storage.put, key, png, "image/png")
                 except StorageError as exc:
-                    raise server_error("Storage is unavailable; try again shortly.",
-                                       "storage_unavailable", 503) from exc
+                    raise storage_unavailable("Storage is unavailable; try again shortly.") from exc
 
     async def respond(self, params: ImageParams, outcome: Outcome,
                       base_url: str) -> dict[str, Any]:
@@ -220,8 +219,8 @@ class ImageService:
                 data = [{"url": self.storage.url(key, base), "revised_prompt": None}
                         for key in outcome.result.keys]
         except StorageError as exc:
-            raise server_error("The generated image could not be read from storage.",
-                               "storage_unavailable", 503) from exc
+            raise storage_unavailable(
+                "The generated image could not be read from storage.") from exc
         for item, seed in zip(data, outcome.result.seeds, strict=True):
             item["seed"] = seed  # Easel extension: reproduce an image with extra_body={"seed":..}
         self.metrics.images.labels(params.model.id).inc(len(data))

@@ -47,8 +47,8 @@ def sniff(data: bytes) -> str | None:
 async def read_upload(request: Request, max_total: int, max_file: int) -> Uploaded:
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
-        raise bad_request("This endpoint expects multipart/form-data with an 'image' file.",
-                          None, "invalid_content_type")
+        raise bad_request("This endpoint expects multipart/form-data with an 'image' file "
+                          "(edits also take JSON with 'images').", None, "invalid_content_type")
     body = await read_limited(request, max_total)
 
     async def replay() -> dict[str, object]:

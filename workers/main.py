@@ -19,6 +19,7 @@ from core.settings import WorkerSettings
 from core.storage import make_storage
 from core.telemetry import record_start
 from workers import runtime
+from workers.finishing import finisher
 from workers.heartbeat import Heartbeat, Timings
 from workers.metrics import WorkerMetrics, start_metrics_server
 from workers.worker import EaselWorker
@@ -83,6 +84,8 @@ def run(settings: WorkerSettings) -> None:
                        "torch": str(torch.__version__)})
     storage.on_error = metrics.storage_failed
     runtime.install(runtime.Runtime(settings, pipelines, storage, metrics))
+    # Certificates, key and classifier are checked now, not at the first job's end.
+    log.info("provenance: %s", finisher(settings).describe())
     redis = Redis.from_url(settings.redis_url)
     check_redis_policy(redis)
     queues = [catalog.pipelines[n].queue for n in names]

@@ -108,6 +108,8 @@ class WorkerMetrics:
             self.model_load.labels(name).set(seconds)
             self.work.add(name)
             self.images.labels(name)
+            for histogram in (self.queue_wait, self.generation, self.step, self.batch):
+                histogram.labels(name)
             for status in STATUSES:
                 self.jobs.labels(name, status)
 

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from PIL import Image
@@ -21,16 +22,19 @@ from core.jobs import (
     partial_key,
     publish_outcome,
 )
-from core.storage import CONTENT_TYPES
+from core.storage import CONTENT_TYPES, StorageError
 from models import rendering
-from workers import batching, runtime
+from workers import batching, finishing, runtime
 from workers.encoding import encode, white_to_alpha
+from workers.patient_storage import patiently
 
 log = logging.getLogger("easel.worker")
 
 
 def _load(rt: runtime.Runtime, key: str) -> Image.Image:
-    image = Image.open(io.BytesIO(rt.storage.get(key)))
+    blob = patiently(partial(rt.storage.get, key), rt.settings.storage_patience_seconds,
+                     f"reading {key}")
+    image = Image.open(io.BytesIO(blob))
     image.load()
     return image
 
@@ -43,7 +47,11 @@ def _partial_publisher(rt: runtime.Runtime, job: RenderJob) -> Any:
 
     def on_partial(index: int, image: Image.Image) -> None:
         key = partial_key(job.private_id, index)  # not the public job id: see core.jobs
-        rt.storage.put(key, encode(image, "png"), CONTENT_TYPES["png"])
+        try:
+            rt.storage.put(key, encode(image, "png"), CONTENT_TYPES["png"])
+        except StorageError as exc:  # a preview is a courtesy: never hold the render for it
+            log.warning("preview %d of job %s not stored: %s", index, job.job_id, exc)
+            return
         rq_job.connection.publish(partial_channel(job.job_id),
                                   json.dumps({"index": index, "key": key}))
 
@@ -91,13 +99,17 @@ def render(payload: dict[str, Any]) -> dict[str, Any]:
     images, render_seconds, in_batch = _run(loaded, job, rt)
     if job.background == "transparent":
         images = [white_to_alpha(im) for im in images]
+    finish = finishing.for_job(rt, job)  # classifier, watermark, encoding, C2PA signature
+    withheld = finish.screen(images)
     keys = []
-    for i, image in enumerate(images):
+    for i, image in enumerate([] if withheld else images):
         key = image_key(job.job_id, i, job.output_format)
-        rt.storage.put(key, encode(image, job.output_format, job.output_compression),
-                       CONTENT_TYPES[job.output_format])
+        blob = finish(image)
+        patiently(partial(rt.storage.put, key, blob, CONTENT_TYPES[job.output_format]),
+                  rt.settings.storage_patience_seconds, f"storing {key}")
         keys.append(key)
-    result = RenderResult(keys=keys, seeds=job.seeds, seconds=time.perf_counter() - t0)
+    result = RenderResult(keys=keys, seeds=job.seeds, seconds=time.perf_counter() - t0,
+                          safety_violations=withheld)
     if rt.metrics is not None:
         rt.metrics.job_finished(job.pipeline, job.job_id, len(keys), job.steps, render_seconds)
     on_worker = result.seconds + (render_seconds if in_batch else 0.0)

@@ -2,24 +2,15 @@
 // No build step and nothing from the internet; the CSP in service/pages.py enforces the latter.
 'use strict';
 
-// /v1/models lists ids only, so the page carries each family's rules (a copy of
-// core/catalog.py FAMILIES). Ids from a custom catalog fall back to the Easel rules; the server
-// validates anyway and its message is shown if a choice is refused. `streaming`: the family
-// answers `stream: true` (one image) with partial previews, shown live in the gallery.
-const FAMILIES = {
-  easel: { sizes: ['64x64', '128x128', '256x256', '512x512', '1024x1024'], size: '256x256',
-    maxN: 10, qualities: ['standard', 'hd', 'low', 'medium', 'high', 'auto'],
-    styles: ['vivid', 'natural'], streaming: true },
-  'dall-e-2': { sizes: ['256x256', '512x512', '1024x1024'], size: '256x256', maxN: 10,
-    qualities: ['standard'], styles: [], streaming: false },
-  'dall-e-3': { sizes: ['1024x1024', '1792x1024', '1024x1792'], size: '1024x1024', maxN: 1,
-    qualities: ['standard', 'hd'], styles: ['vivid', 'natural'], streaming: false },
-  // gpt-image answers b64_json only (which the page always asks for) and has no style.
-  'gpt-image': { sizes: ['auto', '1024x1024', '1536x1024', '1024x1536'], size: 'auto',
-    maxN: 10, qualities: ['auto', 'low', 'medium', 'high'], styles: [], streaming: true },
-};
+// Every model's rules come from the server: each /v1/models entry carries `easel.rules` (sizes,
+// qualities, styles, n, streaming, the endpoints it offers), the same data the server validates
+// with (core/rules.py). The page knows no family and guesses nothing from a model's id; until the
+// list loads (a key may be needed) it sends no size, quality or style and the server's defaults
+// apply. `streaming`: the model answers `stream: true` (one image) with partial previews.
 const DEFAULT_MODEL = 'easel-shapes';
-const FALLBACK_MODELS = ['easel-shapes', 'dall-e-2', 'dall-e-3', 'gpt-image-1'];
+const NO_RULES = { sizes: [], default_size: '', qualities: [], default_quality: '', styles: [],
+  max_n: 10, streaming: false, operations: ['generate', 'edit', 'variation'] };
+let rulesById = new Map();  // model id -> easel.rules from /v1/models
 const PARTIALS = 3;  // previews asked for while a streamed image renders (the API allows 0-3)
 const KEY_STORAGE = 'easel.apiKey';
 const EXTEND_FRACTION = 0.25;
@@ -34,17 +25,14 @@ const els = {
   stage: $('stage'), image: $('image-canvas'), mask: $('mask-canvas'), info: $('canvas-info'),
   brush: $('brush-size'),
   editForm: $('edit-form'), editPrompt: $('edit-prompt'), editSize: $('edit-size'),
-  editN: $('edit-n'),
+  editN: $('edit-n'), editSubmit: $('edit-submit'), editNote: $('edit-note'),
 };
 
-function familyOf(model) {
-  if (model === 'dall-e-2' || model === 'dall-e-3') return FAMILIES[model];
-  if (model.startsWith('gpt-image')) return FAMILIES['gpt-image'];
-  return FAMILIES.easel;
-}
+const rulesOf = (model) => rulesById.get(model) || NO_RULES;
+const offers = (model, operation) => rulesOf(model).operations.includes(operation);
 
 // Streaming returns exactly one image, so it is used for n == 1 only; otherwise the page waits.
-const canStream = (model, n) => familyOf(model).streaming && n === 1;
+const canStream = (model, n) => rulesOf(model).streaming && n === 1;
 
 // Keeps the current choice when the new list has it, unless `keep` is false.
 function fillSelect(select, values, preferred, emptyLabel, keep = true) {
@@ -217,28 +205,43 @@ async function run(label, task) {
 }
 
 async function loadModels() {
-  let ids = FALLBACK_MODELS;
+  let models = [];
   try {
-    const list = await api('/v1/models');
-    if (list?.data?.length) ids = list.data.map((m) => m.id);
+    models = (await api('/v1/models'))?.data || [];
   } catch (err) {
-    showError(err);  // e.g. a key is required: the built-in list keeps the page usable
+    showError(err);  // e.g. a key is required: entering one loads the list again
   }
-  fillSelect(els.model, ids, DEFAULT_MODEL, '');
+  rulesById = new Map(models.filter((m) => m.easel?.rules).map((m) => [m.id, m.easel.rules]));
+  fillSelect(els.model, models.map((m) => m.id), DEFAULT_MODEL, '(server default)');
   onModelChange();
 }
 
 function onModelChange() {
-  const fam = familyOf(els.model.value);
-  fillSelect(els.size, fam.sizes, fam.size, '');
-  fillSelect(els.quality, fam.qualities, fam.qualities[0], '');
-  fillSelect(els.style, fam.styles, 'vivid', '(not supported)');
-  els.n.max = String(fam.maxN);
-  if (Number(els.n.value) > fam.maxN) els.n.value = String(fam.maxN);
-  els.editN.max = String(fam.maxN);
+  const rules = rulesOf(els.model.value);
+  fillSelect(els.size, rules.sizes, rules.default_size, '(server default)');
+  fillSelect(els.quality, rules.qualities, rules.default_quality, '(server default)');
+  fillSelect(els.style, rules.styles, 'vivid', '(not supported)');
+  els.n.max = String(rules.max_n);
+  if (Number(els.n.value) > rules.max_n) els.n.value = String(rules.max_n);
+  els.editN.max = String(rules.max_n);
   if (!els.editor.hidden) {
-    fillSelect(els.editSize, fam.sizes, suggestSize(els.image.width, els.image.height), '');
+    fillSelect(els.editSize, rules.sizes, suggestSize(els.image.width, els.image.height), '');
   }
+  showActions();
+}
+
+// Edit and Variations only where the chosen model offers them (dall-e-3 offers neither, GPT
+// image models no variations): the server would refuse them.
+function showActions() {
+  const model = els.model.value;
+  const edits = offers(model, 'edit');
+  document.querySelectorAll('.item .edit').forEach((b) => { b.hidden = !edits; });
+  document.querySelectorAll('.item .variations').forEach((b) => {
+    b.hidden = !offers(model, 'variation');
+  });
+  els.editSubmit.hidden = !edits;
+  els.editNote.hidden = edits;
+  els.editNote.textContent = edits ? '' : `Model ${model} does not edit images: choose another.`;
 }
 
 // Optional Easel extensions from the Advanced section; empty fields are not sent at all.
@@ -292,6 +295,8 @@ async function addItem(blob, params) {
   a.setAttribute('aria-label', `Download ${img.alt}`);
   node.querySelector('.edit').setAttribute('aria-label', `Edit ${img.alt}`);
   node.querySelector('.variations').setAttribute('aria-label', `Variations of ${img.alt}`);
+  node.querySelector('.edit').hidden = !offers(els.model.value, 'edit');
+  node.querySelector('.variations').hidden = !offers(els.model.value, 'variation');
   if (busy) node.querySelectorAll('button').forEach((b) => { b.disabled = true; });
   return node;
 }
@@ -403,7 +408,8 @@ function generate() {
     return;
   }
   const body = { model: els.model.value, prompt, n: Number(els.n.value) || 1,
-    size: els.size.value, response_format: 'b64_json', ...extensions() };
+    response_format: 'b64_json', ...extensions() };
+  if (!els.size.disabled) body.size = els.size.value;
   if (!els.quality.disabled) body.quality = els.quality.value;
   if (!els.style.disabled) body.style = els.style.value;
   if (els.guidance.value !== '') body.guidance_scale = Number(els.guidance.value);
@@ -442,18 +448,18 @@ document.querySelectorAll('.chip').forEach((chip) => chip.addEventListener('clic
 // The size of a result: the image's own size when the model allows it, else the form's size.
 function sizeFor(item) {
   const own = `${item.width}x${item.height}`;
-  return familyOf(els.model.value).sizes.includes(own) ? own : els.size.value;
+  return rulesOf(els.model.value).sizes.includes(own) ? own : els.size.value;
 }
 
 function variations(item) {
   const form = new FormData();
   const model = els.model.value;
   const size = sizeFor(item);
-  const n = Math.min(Number(els.n.value) || 1, familyOf(model).maxN);
+  const n = Math.min(Number(els.n.value) || 1, rulesOf(model).max_n);
   form.append('image', item.blob, 'image.png');
-  form.append('model', model);
+  if (model) form.append('model', model);
   form.append('n', String(n));
-  form.append('size', size);
+  if (size) form.append('size', size);
   form.append('response_format', 'b64_json');
   const ext = extensions();
   for (const [k, v] of Object.entries(ext)) form.append(k, String(v));
@@ -520,7 +526,7 @@ function setCanvasSize(w, h) {
   els.stage.style.aspectRatio = `${w} / ${h}`;
   els.stage.style.maxWidth = `min(100%, ${Math.round(480 * Math.min(1, w / h))}px)`;
   els.info.textContent = `Canvas ${w}×${h} px.`;
-  fillSelect(els.editSize, familyOf(els.model.value).sizes, suggestSize(w, h), '', false);
+  fillSelect(els.editSize, rulesOf(els.model.value).sizes, suggestSize(w, h), '', false);
 }
 
 const dims = (size) => size.split('x').map(Number);
@@ -528,7 +534,7 @@ const dims = (size) => size.split('x').map(Number);
 // The smallest allowed size that holds the whole canvas (outpainting grows the picture),
 // else the largest one.
 function suggestSize(w, h) {
-  const sizes = familyOf(els.model.value).sizes.filter((s) => s !== 'auto');
+  const sizes = rulesOf(els.model.value).sizes.filter((s) => s !== 'auto');
   const fits = sizes.filter((s) => dims(s)[0] >= w && dims(s)[1] >= h);
   const area = (s) => dims(s)[0] * dims(s)[1];
   fits.sort((a, b) => area(a) - area(b));
@@ -539,7 +545,7 @@ function suggestSize(w, h) {
 // extending one side) would come back squashed. Pad it instead, centred, with transparent
 // pixels: the model then draws those strips too, and nothing is distorted.
 function padToShape(size) {
-  if (size === 'auto') return;
+  if (!size || size === 'auto') return;
   const [sw, sh] = dims(size);
   const { width: w, height: h } = els.image;
   if (Math.abs(w / h - sw / sh) < 0.01) return;
@@ -667,7 +673,7 @@ async function submitEdit() {
     return;
   }
   const model = els.model.value;
-  const n = Math.min(Number(els.editN.value) || 1, familyOf(model).maxN);
+  const n = Math.min(Number(els.editN.value) || 1, rulesOf(model).max_n);
   const size = els.editSize.value;
   const stream = canStream(model, n);
   const ext = extensions();
@@ -680,9 +686,9 @@ async function submitEdit() {
     form.append('image', image, 'image.png');
     if (maskPng) form.append('mask', maskPng, 'mask.png');
     form.append('prompt', prompt);
-    form.append('model', model);
+    if (model) form.append('model', model);
     form.append('n', String(n));
-    form.append('size', size);
+    if (size) form.append('size', size);
     form.append('response_format', 'b64_json');
     for (const [k, v] of Object.entries(ext)) form.append(k, String(v));
     if (streamed) {

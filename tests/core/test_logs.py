@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.logs import BASE_FIELDS, FIELDS, JsonFormatter
+from core import logs
+from core.logs import JsonFormatter
 from tests.support import ROOT
 
 ISO_MS_ZONE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
@@ -32,7 +33,7 @@ def test_a_line_has_an_iso_time_with_milliseconds_and_zone_and_the_known_fields(
     assert line["job_id"] == "j1" and line["render_seconds"] == 3.6
     assert line["job_ids"] == ["a", "b"]
     assert "arguments" not in line  # RQ's extras (the job's arguments: the prompt) stay out
-    assert set(line) <= set(BASE_FIELDS) | set(FIELDS)
+    assert set(line) <= set(logs.BASE_FIELDS) | set(logs.FIELDS)
 
 
 def test_a_traceback_is_a_field_never_loose_lines() -> None:
@@ -82,4 +83,4 @@ def test_every_log_field_is_documented_in_deploy_md() -> None:
     text = (Path(ROOT) / "docs/deploy.md").read_text()
     section = text[text.index("#### Log fields"):]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.M))
-    assert documented == set(BASE_FIELDS) | set(FIELDS)
+    assert documented == set(logs.BASE_FIELDS) | set(logs.FIELDS)

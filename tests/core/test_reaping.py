@@ -90,3 +90,21 @@ def test_a_job_abandoned_before_leaving_the_intermediate_list_is_queued_once(
     for _ in range(3):
         reap(redis, [QUEUE], 60, stranded_after=0)
     assert queue.get_job_ids() == [job.id]
+
+
+def test_reaped_and_rescued_jobs_are_counted_for_the_gateways_metrics(redis: Redis) -> None:
+    """Jobs re-run by the reaper counted nowhere: now easel_job_retries_total and
+    easel_job_failures_total (exported by any gateway) say how many, and why."""
+    from core.reaping import REAPED_KEY
+    from core.telemetry import JOBS_KEY
+
+    _abandoned(redis, retries=1)
+    _abandoned(redis, retries=0)
+    queue = Queue(QUEUE, connection=redis, serializer=JSONSerializer)
+    queue.enqueue_call("workers.tasks.render", args=({},))
+    redis.lmove(queue.key, queue.intermediate_queue_key)  # dequeued by a worker that died
+    reap(redis, [QUEUE], 60, stranded_after=0)
+    reap(redis, [QUEUE], 60, stranded_after=0)
+    assert redis.hgetall(JOBS_KEY) == {b"retried:worker_lost": b"1", b"failed:worker_lost": b"1",
+                                       b"retried:stranded": b"1"}
+    assert redis.get(REAPED_KEY) == b"2"

@@ -71,3 +71,18 @@ def test_a_write_survives_a_purge_removing_its_new_directory(
     monkeypatch.setattr(tempfile, "mkstemp", purged_first)
     storage.put("images/race/0.png", b"r", "image/png")
     assert storage.get("images/race/0.png") == b"r" and len(calls) == 2
+
+
+def test_failed_puts_and_gets_are_reported_to_the_metrics_hook(tmp_path: Path) -> None:
+    """easel_storage_errors_total{op} (gateway and workers) and its alert count these."""
+    storage = LocalStorage(tmp_path)
+    failed: list[str] = []
+    storage.on_error = failed.append
+    with pytest.raises(StorageError):
+        storage.get("images/missing/0.png")
+    (tmp_path / "images").write_bytes(b"a file where a directory must go")  # even root fails
+    with pytest.raises(StorageError):
+        storage.put("images/j/0.png", b"x", "image/png")
+    with pytest.raises(StorageError):
+        storage.put("../escape", b"x", "image/png")  # a refused key is no storage failure
+    assert failed == ["get", "put"]

@@ -52,7 +52,7 @@ def test_every_alert_has_a_unit_test_that_makes_it_fire() -> None:
     fired = {case["alertname"] for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]
              for case in test.get("alert_rule_test", []) if case.get("exp_alerts")}
     names = {rule["alert"] for rule in rules()}
-    assert REQUIRED <= names
+    assert names >= REQUIRED
     assert names == fired, f"no firing unit test for {sorted(names - fired)}"
 
 

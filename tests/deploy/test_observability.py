@@ -125,14 +125,18 @@ def dashboard_queries() -> list[tuple[str, str]]:
     return [(p["title"], t["expr"]) for p in panels for t in p["targets"]]
 
 
-def all_exported_names() -> set[str]:
-    """Every series name the gateway and a worker can export, the GPU ones included (a fake
-    CUDA torch stands in: on a CPU worker they are absent by design)."""
+def fake_cuda_torch() -> SimpleNamespace:
+    """Just enough of torch for a worker's GPU series (workers.gauges.GpuMemory)."""
     cuda = SimpleNamespace(is_available=lambda: True, current_device=lambda: 0,
                            memory_reserved=lambda i: 1, max_memory_reserved=lambda i: 1,
                            get_device_properties=lambda i: SimpleNamespace(total_memory=1))
-    torch = SimpleNamespace(cuda=cuda, device=lambda name: SimpleNamespace(index=0))
-    with mock.patch.dict(sys.modules, {"torch": torch}):
+    return SimpleNamespace(cuda=cuda, device=lambda name: SimpleNamespace(index=0))
+
+
+def all_exported_names() -> set[str]:
+    """Every series name the gateway and a worker can export, the GPU ones included (a fake
+    CUDA torch stands in: on a CPU worker they are absent by design)."""
+    with mock.patch.dict(sys.modules, {"torch": fake_cuda_torch()}):
         worker = exported_names(WorkerMetrics(device="cuda:0").registry)
     return (exported_names(GatewayMetrics(None, load_catalog(None)).registry) | worker
             | PROMETHEUS_BUILTIN)
@@ -164,3 +168,15 @@ def test_dashboard_uses_the_provisioned_datasource() -> None:
             continue
         assert panel["datasource"]["uid"] == uid, panel["title"]
         assert all(t["datasource"]["uid"] == uid for t in panel["targets"]), panel["title"]
+
+
+def test_every_easel_metric_is_documented_in_deploy_md() -> None:
+    """docs/deploy.md ("Metrics") lists every metric the gateway and a worker export."""
+    docs = (ROOT / "docs/deploy.md").read_text()
+    suffix = {"counter": "_total", "info": "_info"}
+    with mock.patch.dict(sys.modules, {"torch": fake_cuda_torch()}):
+        worker = list(WorkerMetrics(device="cuda:0").registry.collect())
+    families = worker + list(GatewayMetrics(None, load_catalog(None)).registry.collect())
+    names = {f.name + suffix.get(f.type, "") for f in families if f.name.startswith("easel_")}
+    missing = sorted(n for n in names if f"`{n}`" not in docs)
+    assert not missing, f"document these in docs/deploy.md: {missing}"

@@ -110,3 +110,54 @@ def test_edit_streaming_without_a_mask_sends_partials(stack: Stack) -> None:
         model="gpt-image-1", image=buf.getvalue(), prompt="a red circle", stream=True,
         partial_images=2, extra_body={"steps": 8}))
     assert [e.type for e in events] == ["image_edit.partial_image"] * 2 + ["image_edit.completed"]
+
+
+@pytest.mark.parametrize("model", ["gpt-image-2", "chatgpt-image-latest"])
+def test_gpt_image_2_renders_any_size_in_multiples_of_16(stack: Stack, model: str) -> None:
+    r = stack.client().images.generate(model=model, prompt="a red circle", size="1920x1088",  # type: ignore[arg-type]
+                                       extra_body={"steps": 4})
+    assert _image(r.data[0].b64_json).size == (1920, 1088) and r.size == "1920x1088"
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"size": "1920x1080"}, "size"),  # 1080 is not a multiple of 16
+    ({"size": "4096x2048"}, "size"),  # longer than 3840
+    ({"size": "3200x1024"}, "size"),  # wider than 3:1
+    ({"size": "1920x1088px"}, "size"),
+    ({"background": "transparent"}, "background"),
+    ({"quality": "hd"}, "quality"),
+])
+def test_gpt_image_2_rules(stack: Stack, body: dict, param: str) -> None:
+    r = httpx.post(f"{stack.base_url}/v1/images/generations",
+                   json={"prompt": "x", "model": "gpt-image-2", **body})
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+
+
+def test_quality_is_denoising_work(stack: Stack) -> None:
+    """low / medium (= auto) / high: 0.5x, 1x, 1.5x the pipeline's 20 steps (docs/api.md)."""
+    c = stack.client()
+    tokens = {q: c.images.generate(model="gpt-image-1", prompt="a red circle", quality=q,  # type: ignore[arg-type]
+                                   size="1024x1024").usage.output_tokens  # type: ignore[union-attr]
+              for q in ("low", "medium", "auto", "high")}
+    assert tokens == {"low": 10, "medium": 20, "auto": 20, "high": 30}
+
+
+def test_input_fidelity_keeps_more_of_the_source(stack: Stack) -> None:
+    """An edit without a mask redraws the whole image: high fidelity keeps more of it."""
+    import numpy as np
+
+    from models.shapes.world import Obj, Scene, render
+
+    source = render(Scene("a red circle", "single", (Obj("red", "circle", 0.5, 0.5, 0.4),)), 256)
+    buf = io.BytesIO()
+    source.save(buf, "PNG")
+
+    def distance(fidelity: str) -> float:
+        r = stack.client().images.edit(model="gpt-image-1", image=buf.getvalue(),
+                                       prompt="three blue squares", size="1024x1024",
+                                       input_fidelity=fidelity,  # type: ignore[arg-type]
+                                       extra_body={"seed": 11, "steps": 12})
+        out = _image(r.data[0].b64_json).convert("RGB").resize((256, 256))
+        return float(np.abs(np.asarray(out, np.float32) - np.asarray(source, np.float32)).mean())
+
+    assert distance("high") < distance("low")

@@ -52,10 +52,12 @@ def browser() -> Iterator[Browser]:
 
 
 def open_page(browser: Browser, url: str, viewport: tuple[int, int] = LAPTOP,
-              scripts: tuple[str, ...] = (), **kw: object) -> tuple[Page, list[str]]:
+              scripts: tuple[str, ...] = (), models: bool = True,
+              **kw: object) -> tuple[Page, list[str]]:
     """A fresh context (own sessionStorage) on `url`; the list collects JS errors.
 
-    `scripts` run in the page before its own (after the form recorder)."""
+    `scripts` run in the page before its own (after the form recorder); `models`: wait for the
+    model list (a keyed server answers it only once a key is entered)."""
     # Reduced motion: the page then scrolls to the editor at once, so boxes hold still.
     size = ViewportSize(width=viewport[0], height=viewport[1])
     ctx = browser.new_context(viewport=size, reduced_motion="reduce",
@@ -71,7 +73,9 @@ def open_page(browser: Browser, url: str, viewport: tuple[int, int] = LAPTOP,
     for script in scripts:
         page.add_init_script(script)
     page.goto(url + "/")
-    expect(page.locator("#model option[value=easel-shapes]")).to_be_attached()
+    if models:
+        expect(page.locator("#model option[value=easel-shapes]")).to_be_attached()
+        expect(page.locator("#size option")).not_to_have_count(0)  # its rules are applied
     return page, errors
 
 
@@ -388,7 +392,8 @@ def test_gpt_image_model(page: Page) -> None:
     options = "s => [...s.options].map(o => o.value)"
     assert page.locator("#size").evaluate(options) == ["auto", "1024x1024", "1536x1024",
                                                        "1024x1536"]
-    assert page.locator("#quality").evaluate(options) == ["auto", "low", "medium", "high"]
+    assert page.locator("#quality").evaluate(options) == ["low", "medium", "high", "auto"]
+    expect(page.locator("#quality")).to_have_value("auto")  # the family's default
     expect(page.locator("#style")).to_be_disabled()
     with page.expect_request("**/v1/images/generations") as sent:
         generate(page, "a yellow square at the top", size="1536x1024", seed="8")
@@ -398,10 +403,42 @@ def test_gpt_image_model(page: Page) -> None:
     expect(page.get_by_test_id("error")).to_be_hidden()
     assert natural_size(page) == (1536, 1024)
     assert shown_params(page)["model"] == "gpt-image-1"
-    # gpt-image offers no variations: the server's own words say so.
-    page.locator(".item").first.get_by_test_id("variations").click()
-    expect(page.get_by_test_id("error")).to_contain_text(
-        "Model 'gpt-image-1' does not support image variations.")
+    # gpt-image offers edits but no variations: the page offers what the model's rules say.
+    item = page.locator(".item").first
+    expect(item.get_by_test_id("edit")).to_be_visible()
+    expect(item.get_by_test_id("variations")).to_be_hidden()
+    page.select_option("#model", "dall-e-3")  # neither
+    expect(item.get_by_test_id("edit")).to_be_hidden()
+    expect(item.get_by_test_id("variations")).to_be_hidden()
+    page.select_option("#model", "easel-shapes")  # both
+    expect(item.get_by_test_id("variations")).to_be_visible()
+
+
+@pytest.mark.browser
+def test_choices_come_from_v1_models(browser: Browser, stack: Stack) -> None:
+    """The form is built from each /v1/models entry's `easel.rules`, whatever the id: here the
+    list is altered on its way to the page, and the page follows it."""
+    models = httpx.get(f"{stack.base_url}/v1/models").json()
+    rules = {m["id"]: m["easel"]["rules"] for m in models["data"]}
+    shapes = rules["easel-shapes"]
+    shapes["sizes"] = [s for s in shapes["sizes"] if s != "512x512"]  # a size deleted
+    models["data"].append({**models["data"][0], "id": "house-style",  # a custom id
+                           "easel": {"rules": rules["dall-e-3"]}})
+    page, errors = open_page(browser, stack.base_url, models=False)
+    page.route("**/v1/models", lambda route: route.fulfill(json=models))
+    page.reload()
+    options = "s => [...s.options].map(o => o.value)"
+    expect(page.locator("#model option[value=house-style]")).to_be_attached()
+    page.select_option("#model", "easel-shapes")
+    assert page.locator("#size").evaluate(options) == shapes["sizes"]
+    page.select_option("#model", "house-style")  # dall-e-3 rules, not the Easel fallback
+    assert page.locator("#size").evaluate(options) == rules["dall-e-3"]["sizes"]
+    assert page.locator("#quality").evaluate(options) == rules["dall-e-3"]["qualities"]
+    assert page.locator("#n").get_attribute("max") == "1"
+    expect(page.locator("#style")).to_be_enabled()
+    page.context.close()
+    assert errors == []
+
 
 
 @pytest.mark.browser
@@ -444,7 +481,7 @@ def keyed(stack: Stack) -> Iterator[Gateway]:
 
 @pytest.mark.browser
 def test_wrong_key_shows_the_api_message(browser: Browser, keyed: Gateway) -> None:
-    page, errors = open_page(browser, keyed.base_url)
+    page, errors = open_page(browser, keyed.base_url, models=False)
     error = page.get_by_test_id("error")
     expect(error).to_contain_text("You didn't provide an API key")  # /v1/models on load
     page.get_by_test_id("api-key").fill("sk-wrong-key")

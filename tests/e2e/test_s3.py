@@ -92,7 +92,9 @@ def test_storage_outage_is_a_clean_error_and_recovers(stack: Stack, tmp_path_fac
     s3 = SeaweedS3(tmp_path_factory.mktemp("seaweed-outage")).start()
     try:
         _storage(s3, "outage")
+        # No storage patience: this test is about the clean error when an outage outlasts it.
         env = dict(stack.env, **s3.env("outage"), EASEL_JOB_RETRIES="0",
+                   EASEL_STORAGE_PATIENCE_SECONDS="0",
                    EASEL_REDIS_URL=stack.redis.url.replace("/0", "/2"))
         worker = start_worker(env, "outage-worker")
         gateway = Gateway(env).start()
@@ -113,6 +115,8 @@ def test_storage_outage_is_a_clean_error_and_recovers(stack: Stack, tmp_path_fac
             with pytest.raises(openai.InternalServerError) as failed:
                 generate()
             assert "S3" in str(failed.value) or "storage" in str(failed.value).lower()
+            assert failed.value.status_code == 503  # a clean, retryable answer
+            assert failed.value.response.headers.get("retry-after")
             s3.start()  # same directory and ports: no Easel process is restarted
             _storage(s3, "outage")
             url = generate()

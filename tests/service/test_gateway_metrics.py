@@ -21,7 +21,6 @@ from core.jobs import Outcome, RenderResult
 from core.reaping import REAPED_KEY
 from core.settings import GatewaySettings
 from core.telemetry import count_job, record_start
-from service.streaming import StreamReport, stream_events
 from tests.support import RedisServer
 
 
@@ -150,6 +149,7 @@ def test_a_stream_reports_its_first_partial_its_images_and_its_end() -> None:
     from core.catalog import load_catalog
     from service.metrics import GatewayMetrics
     from service.serving import ImageService
+    from service.streaming import StreamReport, stream_events
 
     metrics = GatewayMetrics(None, load_catalog(None))
     service = ImageService(GatewaySettings(), load_catalog(None), SimpleNamespace(),  # type: ignore[arg-type]

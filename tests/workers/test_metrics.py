@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -233,7 +235,7 @@ def test_histograms_fit_seconds_to_ten_minutes() -> None:
         bounds = sorted({float(s.labels["le"]) for f in registry.collect() if f.name == name
                          for s in f.samples if s.name.endswith("_bucket")} - {float("inf")})
         assert bounds[-1] >= 600, name
-        wide = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if a >= 1 and b / a > 1.5]
+        wide = [(a, b) for a, b in itertools.pairwise(bounds) if a >= 1 and b / a > 1.5]
         assert not wide, (name, wide)
 
 
@@ -247,3 +249,12 @@ def test_worker_info_names_its_version_device_and_pipelines() -> None:
     assert build and build[0].labels["component"] == "worker" and build[0].labels["version"]
     m.storage_failed("put")
     assert sample(m, "easel_storage_errors_total", op="put") == 1
+
+
+def test_easel_up_tells_the_gateway_how_many_workers_to_expect(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli import stack
+
+    monkeypatch.delenv("EASEL_EXPECTED_WORKERS", raising=False)
+    env = stack.Stack(stack.StackOptions(workers=3))._env("redis://127.0.0.1:1/0", tmp_path)
+    assert env["EASEL_EXPECTED_WORKERS"] == "3"  # easel_workers_expected, and its alert

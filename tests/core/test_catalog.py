@@ -1,0 +1,59 @@
+"""core/catalog.py: the built-in catalog, TOML catalogs, and the rules a model follows."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from core.catalog import DEFAULT_CATALOG_TOML, load_catalog, parse_catalog
+from core.rules import FAMILIES
+
+
+def test_built_in_ids_and_their_families() -> None:
+    catalog = load_catalog(None)
+    families = {m.id: m.family.name for m in catalog.models.values()}
+    assert families == {"easel-shapes": "easel", "dall-e-2": "dall-e-2", "dall-e-3": "dall-e-3",
+                        "gpt-image-1": "gpt-image", "gpt-image-1.5": "gpt-image",
+                        "gpt-image-1-mini": "gpt-image", "gpt-image-2": "gpt-image-2",
+                        "chatgpt-image-latest": "gpt-image-2"}
+    assert {m.pipeline for m in catalog.models.values()} == {"shapes"}  # all embedded
+
+
+def test_rules_of_a_model_drop_what_its_pipeline_cannot_do() -> None:
+    raw = tomllib.loads(DEFAULT_CATALOG_TOML)
+    del raw["pipelines"]["shapes"]["transparency"]  # a pipeline with no transparency method
+    catalog = parse_catalog(raw)
+    model = catalog.models["gpt-image-1"]
+    assert "transparent" in model.family.backgrounds
+    assert catalog.rules_of(model).backgrounds == ("opaque", "auto")
+    with_it = load_catalog(None)
+    assert with_it.rules_of(with_it.models["gpt-image-1"]) == FAMILIES["gpt-image"]
+
+
+def test_default_model() -> None:
+    catalog = load_catalog(None)
+    assert catalog.default_model().id == "dall-e-2"  # OpenAI's default
+    assert catalog.with_default("gpt-image-1").default_model().id == "gpt-image-1"
+    with pytest.raises(ValueError, match="EASEL_DEFAULT_MODEL"):
+        catalog.with_default("nope")
+    raw = tomllib.loads(DEFAULT_CATALOG_TOML)
+    raw["models"] = [m for m in raw["models"] if m["id"] != "dall-e-2"]
+    assert parse_catalog(raw).default_model().id == "easel-shapes"  # the first one
+
+
+def test_toml_catalog_paths_and_errors(tmp_path: Path) -> None:
+    (tmp_path / "models.toml").write_text(
+        '[pipelines.sd]\npath = "./sd15"\n\n[[models]]\nid = "house"\npipeline = "sd"\n'
+        'family = "gpt-image-2"\n')
+    catalog = load_catalog(tmp_path / "models.toml")
+    assert catalog.pipelines["sd"].path == str((tmp_path / "sd15").resolve())
+    assert catalog.models["house"].family is FAMILIES["gpt-image-2"]
+    with pytest.raises(ValueError, match="unknown family"):
+        parse_catalog({"pipelines": {"p": {"path": "x"}},
+                       "models": [{"id": "m", "pipeline": "p", "family": "dall-e-4"}]})
+    with pytest.raises(ValueError, match="unknown pipeline"):
+        parse_catalog({"pipelines": {}, "models": [{"id": "m", "pipeline": "p"}]})
+    with pytest.raises(ValueError, match="no models"):
+        parse_catalog({"pipelines": {"p": {"path": "x"}}})
