@@ -10,6 +10,7 @@ Every optional field is nullable: the SDK sends `null` for a `None` argument, an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -120,6 +121,10 @@ class ImageParams:
     input_fidelity: Fidelity
     stream: bool
     partial_images: int
+    # Set by the gateway's prompt gate (service/prompts.py): the moderation level that applies,
+    # and the prompt rendered when it is reported back as `revised_prompt`.
+    moderation: Literal["auto", "low", "off"] = "auto"
+    revised_prompt: str | None = None
 
     @property
     def size(self) -> str:
@@ -139,4 +144,4 @@ class ImageParams:
             background="transparent" if self.transparent else "opaque",
             partial_images=self.partial_images if self.stream else 0,
             image_keys=image_keys or [], mask_key=mask_key, request_id=request_id,
-            private_id=private_id or new_job_id())
+            private_id=private_id or new_job_id(), moderation=self.moderation)

@@ -103,6 +103,19 @@ class GatewaySettings(CommonSettings):
     # max_file_bytes); loopback, private and link-local hosts are refused unless allowed here.
     fetch_timeout_seconds: float = Field(default=10.0, gt=0)
     fetch_private_urls: bool = False
+    # Moderation (docs/moderation.md): the level of a request that names none, per-key levels
+    # ("alice=low,bob=off"; a request's own `moderation` wins), and more policy list files.
+    moderation: Literal["auto", "low", "off"] = "auto"
+    moderation_keys: str = ""
+    moderation_lists: str = ""  # comma-separated paths, format: service/policy/README.txt
+    # Prompt rewriting (revised_prompt): an OpenAI-compatible chat endpoint; empty: off.
+    rewrite_url: str = ""
+    rewrite_model: str = ""
+    rewrite_api_key: SecretStr | None = None
+    rewrite_timeout_seconds: float = Field(default=10.0, gt=0)
+    rewrite_max_concurrent: int = Field(default=4, ge=1)
+    rewrite_models: str = "dall-e-3"  # comma-separated model ids whose prompts are rewritten; *
+    rewrite_system_prompt_file: Path | None = None  # default: service/policy/rewrite_system_...
 
 
     @field_validator("expected_workers")

@@ -21,6 +21,7 @@ from core.jobs import Outcome, RenderJob
 from core.settings import GatewaySettings
 from service.limits import Admission, Lease, ServiceRate
 from service.metrics import GatewayMetrics
+from service.moderation import refuse
 from service.queue import JobQueue
 from service.waiter import CompletionWaiter
 
@@ -128,6 +129,8 @@ class Dispatcher:
             raise server_error(f"Image generation failed: {outcome.error or 'unknown error'}",
                                outcome.error_type or "generation_failed")
         self.rate.record(job.pipeline)  # completions only: timeouts say nothing about the rate
+        if outcome.result.safety_violations:  # the worker's output classifier withheld them
+            raise refuse(outcome.result.safety_violations, "output", self.metrics.registry)
         ctx.images = len(outcome.result.keys)
         return outcome
 

@@ -20,6 +20,7 @@ from core.storage import LocalStorage, S3Storage, StorageError
 from service.dispatch import Dispatcher, RequestContext
 from service.fetch import load_image_url
 from service.metrics import GatewayMetrics
+from service.prompts import PromptGate
 from service.streaming import PartialFeed, StreamReport, stream_events
 from service.uploads import Uploaded, check_format, prepare, probe
 from service.validation import parse_json_edit, parse_request
@@ -34,6 +35,7 @@ class ImageService:
         self.storage = storage
         self.metrics = metrics
         self.decodes = asyncio.Semaphore(settings.max_concurrent_decodes)  # _store_inputs
+        self.prompts = PromptGate(settings, metrics.registry)  # moderation, then rewriting
 
     async def run_job(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Outcome:
         return await self.dispatcher.run(queue_name, job, ctx)
@@ -99,6 +101,7 @@ class ImageService:
         ctx.model = self._known_model(body)  # labels the metrics of a refused request too
         params = parse_request(body, self.catalog, "generate")
         ctx.model = params.model.id
+        params = await self.prompts.screen(params, body, ctx.key_name)
         job = params.to_job(new_job_id(), ctx.request_id)
         if params.stream:
             return await self.run_streaming(params, job, ctx)
@@ -110,12 +113,14 @@ class ImageService:
         """Multipart edits (inpainting, outpainting) and variations."""
         ctx.model = self._known_model(upload.fields)
         params = parse_request(upload.fields, self.catalog, kind, form=True)
+        params = await self.prompts.screen(params, upload.fields, ctx.key_name)
         return await self._transform(params, upload, "image", base_url, ctx)
 
     async def edit_json(self, body: Any, base_url: str,
                         ctx: RequestContext) -> dict[str, Any] | StreamingResponse:
         """A JSON edit: images and mask by `data:` or `http(s)` URL (service/fetch.py)."""
         params, refs, mask_ref = parse_json_edit(body, self.catalog)
+        params = await self.prompts.screen(params, body, ctx.key_name)
         self._check_count(params, len(refs), "images")
         # Extra images are never fetched: only the first is used (docs/api.md).
         image = await self._fetch(refs[0], "images[0]")
@@ -213,10 +218,12 @@ class ImageService:
             if params.response_format == "b64_json":
                 blobs = await asyncio.gather(*(run_in_threadpool(self.storage.get, key)
                                                for key in outcome.result.keys))
-                data = [{"b64_json": base64.b64encode(b).decode("ascii"), "revised_prompt": None}
+                data = [{"b64_json": base64.b64encode(b).decode("ascii"),
+                         "revised_prompt": params.revised_prompt}
                         for b in blobs]
             else:
-                data = [{"url": self.storage.url(key, base), "revised_prompt": None}
+                data = [{"url": self.storage.url(key, base),
+                         "revised_prompt": params.revised_prompt}
                         for key in outcome.result.keys]
         except StorageError as exc:
             raise storage_unavailable(
