@@ -62,6 +62,7 @@ def test_a_crashed_gateways_slots_free_themselves_despite_retries(
         redis: RedisServer, tmp_path: Path) -> None:
     env = base_env(redis.url, tmp_path, EASEL_AUTH="required",
                    EASEL_API_KEYS=f"dave:{hash_key('sk-dave')}", EASEL_KEY_MAX_CONCURRENT="2",
+                   EASEL_KEY_REQUESTS_PER_MINUTE="0",  # the retrying client is not rate-limited
                    EASEL_LEASE_SECONDS="5", EASEL_REQUEST_TIMEOUT_SECONDS="60")
     headers = {"authorization": "Bearer sk-dave"}
     first = Gateway(env).start()

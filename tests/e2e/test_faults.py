@@ -230,9 +230,17 @@ def test_killed_worker_mid_batch_every_job_is_rerun(rig: Rig) -> None:
     victim = start_worker(env, "batch-victim")
     rig.workers.append(victim)
     wait_ready(rig.gateway.base_url)
+    # Frozen while the three requests queue up, the worker then drains them into one batch.
+    victim.send_signal(signal.SIGSTOP)
     runs = [_in_background(lambda s=s: rig.client().images.generate(
         prompt="a red circle", model="easel-shapes", size="64x64", response_format="url",
         extra_body={"steps": 30, "seed": s})) for s in range(3)]
+    queue = JobQueue(Redis.from_url(rig.redis.url), 600, 2, 3600)
+    deadline = time.time() + 30
+    while queue.depth("easel:shapes") < 3:
+        assert time.time() < deadline, "the three requests were not queued"
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGCONT)
     # The worker's beat says when three images are inside one pipeline call: kill it there.
     dead = _busy(rig.redis.url, images=3)
     victim.send_signal(signal.SIGKILL)

@@ -18,7 +18,7 @@ from PIL import Image
 
 from tests.conftest import FAST
 from tests.support import ROOT, base_env, free_port, stop, wait_ready
-from workers.provenance import COMPOSITE, GENERATED
+from workers.provenance import COMPOSITE, GENERATED, read_credentials
 
 
 def _source_types(data: bytes, mime: str) -> list[str]:
@@ -70,6 +70,13 @@ def test_a_fresh_easel_up_signs_and_watermarks_what_the_api_returns(tmp_path: Pa
                                     prompt="a green triangle", response_format="b64_json",
                                     extra_body=FAST)
         edit_png = base64.b64decode(edited.data[0].b64_json or "")
+
+        events = list(client.images.generate(model="gpt-image-1", prompt="a red circle",
+                                             stream=True, partial_images=1, extra_body=FAST))
+        partial, final = (base64.b64decode(e.b64_json) for e in (events[0], events[-1]))
+        assert events[0].type.endswith("partial_image")
+        assert read_credentials(partial) is None  # a draft: neither signed nor marked
+        assert _source_types(final, "image/png") == [GENERATED]
 
         assert _source_types(url_png, "image/png") == [GENERATED]
         assert _source_types(b64_jpeg, "image/jpeg") == [GENERATED]

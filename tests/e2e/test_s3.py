@@ -89,7 +89,9 @@ def test_generation_through_s3(stack: Stack, seaweed: SeaweedS3) -> None:
 
 def test_storage_outage_is_a_clean_error_and_recovers(stack: Stack, tmp_path_factory:
                                                       pytest.TempPathFactory) -> None:
-    s3 = SeaweedS3(tmp_path_factory.mktemp("seaweed-outage")).start()
+    # Restarted mid-test: a short master election and no pre-stop wait keep that in seconds.
+    s3 = SeaweedS3(tmp_path_factory.mktemp("seaweed-outage"), extra_args=[
+        "-master.electionTimeout=1s", "-volume.preStopSeconds=0"]).start()
     try:
         _storage(s3, "outage")
         # No storage patience: this test is about the clean error when an outage outlasts it.

@@ -45,8 +45,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     data = tmp_path_factory.mktemp("upload-data")
     # The request cap between one and two full-size images: an image alone passes, an image
     # and its mask do not (the default cap admits both).
+    # Extra images accepted (first one rendered): the costliest setting for a 16-image upload.
     env = base_env(server.url, data, EASEL_REQUEST_TIMEOUT_SECONDS="1",
-                   EASEL_MAX_REQUEST_PIXELS=str(20_000_000))
+                   EASEL_MAX_REQUEST_PIXELS=str(20_000_000), EASEL_EXTRA_IMAGES="first")
     gateway = Gateway(env).start()
     try:
         yield Rig(gateway, redis, data / "files")

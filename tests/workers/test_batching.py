@@ -36,7 +36,10 @@ def env(tmp_path: Path, loaded: Any) -> Iterator[tuple[Redis, Queue, LocalStorag
     server = RedisServer(tmp_path / "redis").start()
     redis = Redis.from_url(server.url)
     storage = LocalStorage(tmp_path / "files")
-    runtime.install(runtime.Runtime(WorkerSettings(), {"shapes": loaded}, storage))
+    # Pixels as rendered: the watermark's quantization can turn the 1-level float differences
+    # between a batched and a lone render into a few (tests/workers/test_watermark.py).
+    settings = WorkerSettings(watermark=False, output_classifier="off")
+    runtime.install(runtime.Runtime(settings, {"shapes": loaded}, storage))
     yield redis, Queue("easel:shapes", connection=redis, serializer=JSONSerializer), storage
     server.stop()
 
@@ -112,12 +115,12 @@ def test_next_batch_denoises_while_the_previous_is_stored(
     only come after, so the flag below would stay unset."""
     import threading
 
-    from workers import tasks
+    from workers import finishing  # images are encoded there, after the watermark
 
     redis, queue, storage = env
     started: list[int] = []
     second_started = threading.Event()
-    real_generate, real_encode = rendering.generate_prompts, tasks.encode
+    real_generate, real_encode = rendering.generate_prompts, finishing.encode
 
     def generate(loaded: Any, prompts: list[str], *a: Any, **k: Any) -> Any:
         started.append(len(prompts))
@@ -133,7 +136,7 @@ def test_next_batch_denoises_while_the_previous_is_stored(
         return real_encode(image, *a, **k)
 
     monkeypatch.setattr(rendering, "generate_prompts", generate)
-    monkeypatch.setattr(tasks, "encode", encode)
+    monkeypatch.setattr(finishing, "encode", encode)
     jobs = _run(redis, queue, [_job("a blue circle", i) for i in range(6)], max_batch=2)
     assert started == [2, 2, 2]
     assert overlapped == [True, True]
