@@ -103,8 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     ve.add_argument("--watermark-key", help="default: $EASEL_WATERMARK_KEY or easel")
     ve.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    {"serve": _serve, "worker": _worker, "up": _up, "hash-key": _hash_key, "certs": _certs,
-     "verify": _verify}[args.command](args)
+    from core.catalog import CatalogError
+
+    try:
+        {"serve": _serve, "worker": _worker, "up": _up, "hash-key": _hash_key, "certs": _certs,
+         "verify": _verify}[args.command](args)
+    except CatalogError as exc:  # a user's mistake: its message, not a traceback
+        print(f"easel: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ workers first (they finish their current job), then the gateway, then Redis.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import secrets
@@ -15,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cli.certs import signing_env
-from core.catalog import load_catalog
+from core.catalog import Catalog, load_catalog
 from core.logs import setup_logging
 from service.hosts import is_loopback
 
@@ -112,6 +115,8 @@ def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
                 return proc, url
         except OSError:
             time.sleep(0.05)
+    proc.kill()  # never leave it behind
+    proc.wait(timeout=10)
     raise SystemExit("redis-server did not start")
 
 
@@ -126,6 +131,17 @@ def say(message: str, level: int = logging.INFO, **fields: Any) -> None:
         log.log(level, message, extra=fields)
     else:
         print(f"easel: {message}", flush=True)
+
+
+def example_curl(base: str, catalog: Catalog) -> str:
+    """A generation request the catalog's default model accepts (its family's own rules)."""
+    model = catalog.default_model()
+    rules = catalog.rules_of(model)
+    size = "256x256" if "256x256" in rules.sizes else rules.default_size
+    body = {"model": model.id, "prompt": "a red circle to the left of a blue square",
+            "size": size, "response_format": rules.default_response_format}
+    return (f"curl -s {base}/v1/images/generations -H 'Content-Type: application/json' "
+            f"-d '{json.dumps(body, separators=(',', ':'))}'")
 
 
 class Stack:
@@ -168,28 +184,33 @@ class Stack:
         self.procs[name] = subprocess.Popen([sys.executable, "-m", "cli", command], env=child_env)
         self.started[name] = time.monotonic()
 
-    def _describe(self) -> None:
-        path = os.environ.get("EASEL_MODELS_FILE")
-        catalog = load_catalog(Path(path) if path else None)
+    def _describe(self, catalog: Catalog) -> None:
         for model in catalog.models.values():
             spec = catalog.pipeline_of(model)
             say(f"model {model.id!r} ({model.family.name} rules) -> pipeline {spec.name!r} "
                 f"from {spec.path}: {model.description}", model=model.id, pipeline=spec.name)
 
-    def _wait_ready(self, timeout: float = 120) -> bool:
+    def _wait_ready(self, timeout: float = 120) -> dict[str, Any] | None:
+        """The /readyz answer once every pipeline is served or has failed to load; None when
+        that does not happen in time or a process died."""
         url = f"http://{self.o.host}:{self.o.port}/readyz"
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return True
-            except OSError:
+                    answer: dict[str, Any] = json.loads(r.read())
+                    return answer
+            except urllib.error.HTTPError as exc:  # 503: still waiting
+                with contextlib.suppress(ValueError):
+                    body = json.loads(exc.read())
+                    if body.get("status") == "failed":  # nothing loaded: no use waiting
+                        return dict(body)
+            except (OSError, ValueError):
                 pass
             if any(p.poll() is not None for p in self.procs.values()):
-                return False
+                return None
             time.sleep(0.25)
-        return False
+        return None
 
     def stop(self, *_: object) -> None:
         self.stopping = True
@@ -198,16 +219,26 @@ class Stack:
         if log_json():
             setup_logging(True, component="supervisor")
         data = private_dir(Path(self.o.data_dir).resolve())  # AOF, password, local images
+        path = os.environ.get("EASEL_MODELS_FILE")
+        # Checked before anything starts: a catalog mistake is one clear message, no process.
+        catalog = load_catalog(Path(path) if path else None).with_default(
+            os.environ.get("EASEL_DEFAULT_MODEL", ""))
         redis_url = os.environ.get("EASEL_REDIS_URL", "")
         if not redis_url:
             self.redis, redis_url = start_redis(data / "redis")
             say(f"started private Redis (AOF, password in {data / 'redis' / 'password'}) at "
                 f"{redacted(redis_url)}", service="redis")
+        try:  # every way out, a failed start included, stops what was started
+            self._start(catalog, redis_url, data)
+        finally:
+            self._shutdown()
+
+    def _start(self, catalog: Catalog, redis_url: str, data: Path) -> None:
         env = self._env(redis_url, data)
         root = signing_env(env, data)  # C2PA: the operator's chain, or a local one (made once)
         say(f"signing images with the C2PA chain {env.get('EASEL_C2PA_CERT_CHAIN')}" +
             (f"; verifiers trust the root {root} (easel verify FILE)" if root else ""))
-        self._describe()
+        self._describe(catalog)
         say(f"API keys {'required' if env.get('EASEL_AUTH') != 'off' else 'off'} (set "
             "EASEL_API_KEYS to name:sha256 entries from `easel hash-key` to require them)")
         signal.signal(signal.SIGINT, self.stop)
@@ -216,13 +247,18 @@ class Stack:
         self._spawn("gateway", env)
         for i in range(self.o.workers):
             self._spawn(f"worker-{i}", env)
-        if self._wait_ready():
+        readiness = self._wait_ready()
+        for pipeline, message in (readiness or {}).get("failed", {}).items():
+            say(message, logging.ERROR,  # "pipeline NAME failed to load: why"
+                pipeline=pipeline)
+        if readiness is not None and readiness.get("status") == "failed":
+            say("no pipeline loaded: nothing to serve until the catalog or its checkpoints are "
+                "fixed (docs/models.md); then restart", logging.ERROR)
+        elif readiness is not None:
             base = f"http://{self.o.host}:{self.o.port}"
             say(f"ready in {time.time() - t0:.1f}s at {base}/v1 "
                 f"({self.o.workers} worker(s), {env['EASEL_THREADS']} thread(s) each)\n"
-                f"  curl -s {base}/v1/images/generations -H 'Content-Type: application/json' "
-                f"-d '{{\"model\":\"dall-e-2\",\"prompt\":\"a red circle to the left of a blue "
-                f"square\",\"size\":\"256x256\",\"response_format\":\"url\"}}'\n"
+                f"  {example_curl(base, catalog)}\n"
                 f"  playground: {base}/", seconds=round(time.time() - t0, 3))
         self._supervise(env)
 
@@ -230,26 +266,22 @@ class Stack:
         """Restart what dies: at once after a crash of a process that ran a while, backing
         off (up to RESTART_BACKOFF_MAX) while one keeps dying right after its start."""
         delay = {name: 0.0 for name in self.procs}
-        try:
-            while not self.stopping:
-                for name, proc in list(self.procs.items()):
-                    if proc.poll() is None or self.stopping:
-                        continue
-                    ran = time.monotonic() - self.started[name]
-                    delay[name] = 0.0 if ran > RESTART_STABLE else \
-                        min(RESTART_BACKOFF_MAX, max(0.5, 2 * delay[name]))
-                    say(f"{name} exited with {proc.returncode} after {ran:.0f}s; restarting in "
-                        f"{delay[name]:.1f}s", logging.WARNING, service=name,
-                        exit_code=proc.returncode, seconds=round(ran, 3),
-                        restart_in=delay[name])
-                    time.sleep(delay[name])
-                    self._spawn(name, env)
-                time.sleep(0.2)
-        finally:
-            self._shutdown()
+        while not self.stopping:
+            for name, proc in list(self.procs.items()):
+                if proc.poll() is None or self.stopping:
+                    continue
+                ran = time.monotonic() - self.started[name]
+                delay[name] = 0.0 if ran > RESTART_STABLE else \
+                    min(RESTART_BACKOFF_MAX, max(0.5, 2 * delay[name]))
+                say(f"{name} exited with {proc.returncode} after {ran:.0f}s; restarting in "
+                    f"{delay[name]:.1f}s", logging.WARNING, service=name,
+                    exit_code=proc.returncode, seconds=round(ran, 3), restart_in=delay[name])
+                time.sleep(delay[name])
+                self._spawn(name, env)
+            time.sleep(0.2)
 
     def _shutdown(self) -> None:
-        order = [n for n in self.procs if n != "gateway"] + ["gateway"]
+        order = sorted(self.procs, key=lambda n: n == "gateway")  # the gateway last
         for name in order:
             if self.procs[name].poll() is None:
                 self.procs[name].send_signal(signal.SIGTERM)
@@ -258,6 +290,6 @@ class Stack:
                 self.procs[name].wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.procs[name].kill()
-        if self.redis is not None:
+        if self.redis is not None and self.redis.poll() is None:
             self.redis.terminate()
             self.redis.wait(timeout=30)

@@ -8,12 +8,13 @@ built-in default.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from core.rules import FAMILIES, FamilyRules
+from core.rules import FAMILIES, SCHEDULERS, FamilyRules
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class PipelineSpec:
     # How `background: transparent` is honoured: "white-key" turns the white canvas of a
     # plain-background model into alpha; "" means the pipeline cannot and the request gets a 400.
     transparency: str = ""
+    # A single-file checkpoint's component configs and tokenizers: a folder in the diffusers
+    # layout (model_index.json, */config.json, tokenizers; weights not needed). Never a hub.
+    config: str = ""
+    # The samplers requests may choose (`scheduler`): [] for SD3/FLUX, which have one.
+    schedulers: tuple[str, ...] = SCHEDULERS
 
     @property
     def queue(self) -> str:
@@ -59,7 +65,8 @@ class Catalog:
 
     def with_default(self, model_id: str) -> Catalog:
         if model_id and model_id not in self.models:
-            raise ValueError(f"EASEL_DEFAULT_MODEL={model_id!r} is not in the model catalog")
+            raise CatalogError(f"EASEL_DEFAULT_MODEL={model_id!r} is not in the model catalog; "
+                               f"it has: {', '.join(self.models)}")
         return replace(self, default=model_id)
 
     def pipeline_of(self, model: ModelSpec) -> PipelineSpec:
@@ -135,24 +142,135 @@ description = "alias of easel-shapes with gpt-image-2 rules (the newest OpenAI i
 """
 
 
-def parse_catalog(data: dict[str, Any], base: Path | None = None) -> Catalog:
+class CatalogError(ValueError):
+    """A mistake in the catalog, told in words: the file, the entry, and the fix."""
+
+
+_TYPES: dict[type, tuple[type, ...]] = {int: (int,), float: (int, float), str: (str,),
+                                        list: (list,)}
+PIPELINE_KEYS: dict[str, type] = {"path": str, "native_size": int, "steps": int,
+                                  "guidance": float, "max_steps": int, "strength": float,
+                                  "transparency": str, "config": str, "schedulers": list}
+MODEL_KEYS: dict[str, type] = {"id": str, "pipeline": str, "family": str, "description": str,
+                               "created": int}
+TRANSPARENCY = ("", "white-key")
+
+
+def _type_name(t: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string", list: "a list"}[t]
+
+
+def _check_keys(where: str, raw: Any, keys: dict[str, type], required: tuple[str, ...],
+                errors: list[str]) -> bool:
+    """Unknown keys, missing keys and wrong types of one table; False when it is unusable."""
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: expected a table of keys, got {raw!r}")
+        return False
+    ok = True
+    for key, value in raw.items():
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            errors.append(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(keys)}")
+            ok = False
+        elif isinstance(value, bool) or not isinstance(value, _TYPES[keys[key]]):
+            errors.append(f"{where}: {key} must be {_type_name(keys[key])}, not {value!r}")
+            ok = False
+    for key in required:
+        if key not in raw:
+            errors.append(f"{where}: missing required key {key!r}")
+            ok = False
+    return ok
+
+
+def _relative(path: str, base: Path | None) -> str:
+    """Relative paths are relative to the catalog file: "./sd15" always, "sd15" when it exists
+    there (else it is a Hub id, loaded from the local cache)."""
+    if base is None or not path or path.startswith("embedded:"):
+        return path
+    local = base / Path(path).expanduser()
+    if path.startswith(".") or (not Path(path).is_absolute() and local.exists()):
+        return str(local.resolve())
+    return path
+
+
+def _pipeline(name: str, raw: dict[str, Any], base: Path | None, where: str,
+              errors: list[str]) -> PipelineSpec | None:
+    if not _check_keys(where, raw, PIPELINE_KEYS, ("path",), errors):
+        return None
+    unknown = [s for s in raw.get("schedulers", []) if s not in SCHEDULERS]
+    if unknown:
+        errors.append(f"{where}: unknown schedulers {unknown}; valid: {', '.join(SCHEDULERS)} "
+                      "(or [] for none)")
+    spec = PipelineSpec(name=name, **{**raw, "path": _relative(raw["path"], base),
+                                      "config": _relative(raw.get("config", ""), base),
+                                      "schedulers": tuple(raw.get("schedulers", SCHEDULERS))})
+    for key in ("native_size", "steps", "max_steps"):
+        if getattr(spec, key) < 1:
+            errors.append(f"{where}: {key} must be at least 1, not {getattr(spec, key)}")
+    if spec.steps > spec.max_steps:
+        errors.append(f"{where}: steps ({spec.steps}) is above max_steps ({spec.max_steps})")
+    if not 0 < spec.strength <= 1:
+        errors.append(f"{where}: strength must be in (0, 1], not {spec.strength}")
+    if spec.transparency not in TRANSPARENCY:
+        errors.append(f"{where}: unknown transparency {spec.transparency!r}; valid: "
+                      + ", ".join(repr(t) for t in TRANSPARENCY))
+    return spec
+
+
+def parse_catalog(data: dict[str, Any], base: Path | None = None,
+                  source: str = "the built-in catalog") -> Catalog:
+    """The catalog from parsed TOML, checked whole: every mistake is reported at once, each
+    naming `source` (the file) and the entry, as a CatalogError."""
+    errors: list[str] = []
+    for key in data:
+        if key not in ("pipelines", "models"):
+            errors.append(f"unknown top-level key {key!r}; valid: [pipelines.NAME], [[models]]")
     pipelines: dict[str, PipelineSpec] = {}
-    for name, raw in data.get("pipelines", {}).items():
-        path = str(raw["path"])
-        if base is not None and not path.startswith("embedded:") and path.startswith("."):
-            path = str((base / path).resolve())  # relative paths are relative to the file
-        pipelines[name] = PipelineSpec(name=name, **{**raw, "path": path})
+    raw_pipelines = data.get("pipelines", {})
+    if not isinstance(raw_pipelines, dict):
+        errors.append("pipelines must be tables: [pipelines.NAME]")
+        raw_pipelines = {}
+    folders: dict[str, str] = {}
+    for name, raw in raw_pipelines.items():
+        spec = _pipeline(name, raw, base, f"[pipelines.{name}]", errors)
+        if spec is None:
+            continue
+        if not spec.path.startswith("embedded:"):
+            if spec.path in folders:
+                errors.append(f"[pipelines.{name}]: path {spec.path} is already pipeline "
+                              f"{folders[spec.path]!r} (it would load twice); point several "
+                              "[[models]] at one pipeline instead")
+            folders.setdefault(spec.path, name)
+        pipelines[name] = spec
     models: dict[str, ModelSpec] = {}
-    for raw in data.get("models", []):
+    raw_models = data.get("models", [])
+    if not isinstance(raw_models, list):
+        errors.append("models must be an array of tables: [[models]]")
+        raw_models = []
+    for i, raw in enumerate(raw_models):
+        where = f"[[models]] #{i + 1}"
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+            where += f" (id {raw['id']!r})"
+        if not _check_keys(where, raw, MODEL_KEYS, ("id", "pipeline"), errors):
+            continue
         family = FAMILIES.get(raw.get("family", "easel"))
         if family is None:
-            raise ValueError(f"model {raw['id']}: unknown family {raw.get('family')!r}")
-        if raw["pipeline"] not in pipelines:
-            raise ValueError(f"model {raw['id']}: unknown pipeline {raw['pipeline']!r}")
-        models[raw["id"]] = ModelSpec(raw["id"], raw["pipeline"], family,
-                                      raw.get("description", ""))
-    if not models:
-        raise ValueError("the model catalog defines no models")
+            errors.append(f"{where}: unknown family {raw.get('family')!r}; valid: "
+                          + ", ".join(FAMILIES))
+        if raw["pipeline"] not in pipelines and raw["pipeline"] not in raw_pipelines:
+            errors.append(f"{where}: unknown pipeline {raw['pipeline']!r}; the catalog has: "
+                          + (", ".join(raw_pipelines) or "none"))
+        if raw["id"] in models:
+            errors.append(f"{where}: duplicate model id {raw['id']!r}; each id once")
+        if family is not None and raw["pipeline"] in pipelines and raw["id"] not in models:
+            models[raw["id"]] = ModelSpec(raw["id"], raw["pipeline"], family,
+                                          raw.get("description", ""),
+                                          raw.get("created", ModelSpec.created))
+    if not raw_models:
+        errors.append("the model catalog defines no models: add a [[models]] entry")
+    if errors:
+        raise CatalogError(f"{source}: " + f"\n{source}: ".join(errors))
     return Catalog(pipelines, models)
 
 
@@ -160,4 +278,13 @@ def load_catalog(path: Path | None) -> Catalog:
     """The catalog from a TOML file, or the built-in default when `path` is None."""
     if path is None:
         return parse_catalog(tomllib.loads(DEFAULT_CATALOG_TOML))
-    return parse_catalog(tomllib.loads(path.read_text()), path.parent)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CatalogError(f"model catalog {path}: cannot read it ({exc.strerror or exc}); "
+                           "check EASEL_MODELS_FILE") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{path}: not valid TOML: {exc}") from None
+    return parse_catalog(data, path.parent, str(path))

@@ -78,6 +78,7 @@ class RenderJob(BaseModel):
     request_id: str | None = None  # ties the worker's job log line to the gateway's request
     # How strictly the worker's output classifier judges the images (docs/moderation.md).
     moderation: Literal["auto", "low", "off"] = "auto"
+    scheduler: str | None = None  # Easel's sampler choice (core.rules.SCHEDULERS); None: default
 
 
 class RenderResult(BaseModel):

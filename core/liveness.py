@@ -67,3 +67,11 @@ def live_counts(redis: Any, queues: list[str]) -> dict[str, int]:
 
 def live_count(redis: Any, queue: str) -> int:
     return live_counts(redis, [queue])[queue]
+
+
+def load_failures(redis: Any) -> dict[str, str]:
+    """Pipelines some live worker failed to load -> the message it gave."""
+    failed: dict[str, str] = {}
+    for info in live_workers(redis).values():
+        failed.update(info.get("failed") or {})
+    return failed

@@ -25,6 +25,7 @@ from core.rules import (
     OutputFormat,
     Quality,
     ResponseFormat,
+    Scheduler,
     Style,
 )
 
@@ -46,6 +47,9 @@ class _Body(BaseModel):
     seed: int | None = Field(None, ge=0, le=MAX_SEED,
                              description="Easel: image i uses seed + i (reproducible).")
     steps: int | None = Field(None, ge=1, description="Easel: denoising steps.")
+    scheduler: Scheduler | None = Field(
+        None, description="Easel: the sampler, one of the model's `easel.schedulers` in "
+                          "GET /v1/models (default: the checkpoint's own).")
 
 
 class VariationRequest(_Body):
@@ -125,6 +129,7 @@ class ImageParams:
     # and the prompt rendered when it is reported back as `revised_prompt`.
     moderation: Literal["auto", "low", "off"] = "auto"
     revised_prompt: str | None = None
+    scheduler: Scheduler | None = None  # None: the checkpoint's own
 
     @property
     def size(self) -> str:
@@ -144,4 +149,5 @@ class ImageParams:
             background="transparent" if self.transparent else "opaque",
             partial_images=self.partial_images if self.stream else 0,
             image_keys=image_keys or [], mask_key=mask_key, request_id=request_id,
-            private_id=private_id or new_job_id(), moderation=self.moderation)
+            private_id=private_id or new_job_id(), moderation=self.moderation,
+            scheduler=self.scheduler)

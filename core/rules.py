@@ -22,10 +22,28 @@ OutputFormat = Literal["png", "jpeg", "webp"]
 Background = Literal["transparent", "opaque", "auto"]
 Moderation = Literal["low", "auto"]
 Fidelity = Literal["high", "low"]
+# Easel's `scheduler` extension: samplers of the discrete-time families (SD 1.x/2.x, SDXL),
+# swapped per request on the resident weights (`from_config`). SD3 and FLUX (flow matching)
+# have one sampler: their catalog entries set `schedulers = []`.
+Scheduler = Literal["euler", "euler-a", "heun", "lms", "ddim", "pndm", "dpm++2m",
+                    "dpm++2m-karras", "unipc"]
 
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 BACKGROUNDS: tuple[Background, ...] = get_args(Background)
 MODERATIONS: tuple[Moderation, ...] = get_args(Moderation)
+SCHEDULERS: tuple[Scheduler, ...] = get_args(Scheduler)
+# name -> (diffusers class, overrides of the pipeline's own scheduler config)
+SCHEDULER_CLASSES: dict[Scheduler, tuple[str, dict[str, bool]]] = {
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "ddim": ("DDIMScheduler", {}),
+    "pndm": ("PNDMScheduler", {}),
+    "dpm++2m": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": False}),
+    "dpm++2m-karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+}
 
 
 class SizeRule(BaseModel):

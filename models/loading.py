@@ -6,14 +6,17 @@ generations, variations and edits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.catalog import PipelineSpec
+from models.checks import check_source
 from models.families import ModelFamily, family_of, loader_kwargs
 
 log = logging.getLogger("easel.models")
@@ -32,7 +35,8 @@ def resolve_path(path: str) -> str:
     if local.exists():
         return str(local.resolve())
     if path.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"pipeline folder {path} does not exist")
+        raise FileNotFoundError(f"pipeline folder {path} does not exist (relative paths are "
+                                "relative to the catalog file)")
     return path
 
 
@@ -45,17 +49,58 @@ class LoadedPipeline:
     _derived: dict[str, Any] = field(default_factory=dict)
     # diffusers pipelines are not thread-safe, and the derived twins share the same modules:
     # every call into any of them holds this lock (models.rendering), whichever thread calls.
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Reentrant: `use_scheduler` holds it around the rendering calls that take it again.
+    lock: Any = field(default_factory=threading.RLock, repr=False)
+    _schedulers: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.default_scheduler = self.text2img.scheduler  # the checkpoint's own
 
     def _derive(self, kind: str) -> Any:
         if kind not in self._derived:
             from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
             cls = AutoPipelineForImage2Image if kind == "img2img" else AutoPipelineForInpainting
-            pipe = cls.from_pipe(self.text2img)
+            pipe = cls.from_pipe(self.text2img, scheduler=self.default_scheduler)
             pipe.set_progress_bar_config(disable=True)
+            pipe.scheduler = self.text2img.scheduler  # the one in use (use_scheduler)
             self._derived[kind] = pipe
         return self._derived[kind]
+
+    def scheduler(self, name: str) -> Any:
+        """The sampler `name` (core.rules.SCHEDULERS) built from the checkpoint's own scheduler
+        config: no weights are touched. ValueError when it does not fit the pipeline."""
+        if name not in self._schedulers:
+            import diffusers
+
+            from core.rules import SCHEDULER_CLASSES
+
+            class_name, overrides = SCHEDULER_CLASSES[name]  # type: ignore[index]
+            cls = getattr(diffusers, class_name)
+            own = self.default_scheduler
+            if cls is not type(own) and cls not in own.compatibles:
+                raise ValueError(f"scheduler {name!r} does not fit pipeline {self.spec.name} "
+                                 f"({type(self.text2img).__name__}); set `schedulers` in its "
+                                 "catalog entry to the ones it takes ([] for SD3 and FLUX)")
+            self._schedulers[name] = cls.from_config(own.config, **overrides)
+        return self._schedulers[name]
+
+    @contextlib.contextmanager
+    def use_scheduler(self, name: str | None) -> Iterator[None]:
+        """Render with sampler `name` (None: the checkpoint's own), then put the own one back."""
+        if not name:
+            yield
+            return
+        with self.lock:
+            chosen = self.scheduler(name)
+            pipes = [self.text2img, *self._derived.values()]
+            for pipe in pipes:
+                pipe.scheduler = chosen
+            try:
+                yield
+            finally:
+                for pipe in [self.text2img, *self._derived.values()]:
+                    pipe.scheduler = self.default_scheduler
 
     def weight_bytes(self) -> int:
         """Memory the pipeline's weights take (the derived pipelines share them)."""
@@ -119,16 +164,34 @@ def _tune(pipe: Any, device: str, tuning: Tuning) -> Any:
 
 def load_pipeline(spec: PipelineSpec, device: str = "cpu", dtype: str = "float32",
                   tuning: Tuning | None = None) -> LoadedPipeline:
-    from diffusers import AutoPipelineForText2Image
-
     t0 = time.perf_counter()
     source = resolve_path(spec.path)
+    # A mistaken checkpoint is named before any weights load.
+    check_source(spec.path, source, spec.config)
+    import diffusers
+
     # An explicit dtype: fp16-saved weights loaded without one mix fp16 and fp32 modules.
-    pipe = AutoPipelineForText2Image.from_pretrained(source, dtype=torch_dtype(dtype),
-                                                     **loader_kwargs(source))
+    if Path(source).is_file():  # one .safetensors: components built from the config folder
+        config = str(Path(spec.config).expanduser().resolve())
+        cls = getattr(diffusers, diffusers.DiffusionPipeline.load_config(config)["_class_name"])
+        pipe = cls.from_single_file(source, config=config, local_files_only=True,
+                                    torch_dtype=torch_dtype(dtype), **loader_kwargs(config))
+    else:
+        pipe = diffusers.AutoPipelineForText2Image.from_pretrained(
+            source, dtype=torch_dtype(dtype), **loader_kwargs(source))
     pipe = _tune(pipe, device, tuning or Tuning())
     pipe.set_progress_bar_config(disable=True)
     seconds = time.perf_counter() - t0
     family = family_of(pipe)
     log.info("loaded pipeline %s (%s) from %s in %.2fs", spec.name, family.name, source, seconds)
-    return LoadedPipeline(spec, pipe, seconds, family)
+    loaded = LoadedPipeline(spec, pipe, seconds, family)
+    misfits = []
+    for name in spec.schedulers:
+        try:
+            loaded.scheduler(name)
+        except ValueError:
+            misfits.append(name)
+    if misfits:  # requests for them fail; the catalog entry should not offer them
+        log.warning("pipeline %s (%s) cannot sample with %s: set `schedulers` in its catalog "
+                    "entry (docs/models.md)", spec.name, type(pipe).__name__, ", ".join(misfits))
+    return loaded

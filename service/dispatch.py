@@ -62,6 +62,11 @@ class Dispatcher:
         if time.monotonic() - self._workers_seen.get(queue_name, -1e9) < 2.0:
             return
         if await run_in_threadpool(self.queue.live_workers, queue_name) == 0:
+            failures = await run_in_threadpool(self.queue.load_failures)
+            pipeline = queue_name.removeprefix("easel:")
+            if pipeline in failures:  # waiting will not fix this: say what will
+                raise unavailable(f"Model '{model}' is unavailable: {failures[pipeline]}",
+                                  retry_after=60)
             raise unavailable(f"No worker is serving model '{model}' right now; try again soon.",
                               retry_after=10)
         self._workers_seen[queue_name] = time.monotonic()

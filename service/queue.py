@@ -39,6 +39,10 @@ class JobQueue:
         """Workers serving the queue that heartbeat within seconds (see core.liveness)."""
         return liveness.live_count(self.redis, queue_name)
 
+    def load_failures(self) -> dict[str, str]:
+        """Pipelines a live worker failed to load -> why (core.liveness)."""
+        return liveness.load_failures(self.redis)
+
     def workers_per_pipeline(self, catalog: Catalog) -> dict[str, int]:
         """Live workers of every pipeline in the catalog, from one read of the heartbeats."""
         counts = liveness.live_counts(self.redis, [p.queue for p in catalog.pipelines.values()])

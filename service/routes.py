@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -86,6 +87,8 @@ def _model_object(catalog: Catalog, model: ModelSpec, workers: int | None) -> di
     # them); the same data validation and /openapi.json use.
     obj["easel"] = {"family": model.family.name, "pipeline": model.pipeline,
                     "description": model.description,
+                    "max_steps": catalog.pipeline_of(model).max_steps,
+                    "schedulers": list(catalog.pipeline_of(model).schedulers),
                     "rules": catalog.rules_of(model).model_dump(mode="json")}
     return obj
 
@@ -123,18 +126,26 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when Redis answers and every pipeline has at least one live worker."""
+    """Ready when Redis answers and every pipeline has at least one live worker; "degraded"
+    (still 200) when the others failed to load, "failed" (503) when all did."""
     st = _state(request)
     try:
         await st.redis.ping()
         workers = await run_in_threadpool(st.queue.workers_per_pipeline, st.catalog)
+        failures = await run_in_threadpool(st.queue.load_failures)
     except (RedisError, OSError) as exc:
         # The error text names hosts, ports and versions: the log gets it, the public does not.
         log.warning("readiness: Redis unreachable: %s", exc)
         return JSONResponse({"status": "unavailable", "redis": "unreachable"}, 503)
-    ready = all(n > 0 for n in workers.values())
-    return JSONResponse({"status": "ready" if ready else "waiting for workers", "redis": "ok",
-                         "workers": workers}, 200 if ready else 503)
+    failed = {p: failures[p] for p, n in workers.items() if n == 0 and p in failures}
+    waiting = [p for p, n in workers.items() if n == 0 and p not in failed]
+    served = any(n > 0 for n in workers.values())
+    status = ("waiting for workers" if waiting else "failed" if not served
+              else "degraded" if failed else "ready")
+    body: dict[str, Any] = {"status": status, "redis": "ok", "workers": workers}
+    if failed:
+        body["failed"] = failed
+    return JSONResponse(body, 200 if status in ("ready", "degraded") else 503)
 
 
 @router.get("/metrics")

@@ -247,6 +247,11 @@ def apply_rules(req: Any, model: ModelSpec, catalog: Catalog, kind: Operation) -
     if req.steps is not None and req.steps > pipe.max_steps:
         raise bad_request(f"Invalid value for 'steps': {req.steps} is outside the allowed range "
                           f"1 to {pipe.max_steps}.", "steps", "invalid_value")
+    scheduler = getattr(req, "scheduler", None)
+    if scheduler is not None and scheduler not in pipe.schedulers:
+        raise bad_request(f"Invalid value for 'scheduler': model '{mid}' takes "
+                          f"{', '.join(pipe.schedulers) or 'no scheduler choice'}.",
+                          "scheduler", "invalid_value")
     quality = quality or rules.default_quality
     steps = req.steps or max(1, min(pipe.max_steps, round(pipe.steps * QUALITY_STEPS[quality])))
     # Variations have no prompt to guide towards: classifier-free guidance is off (1.0).
@@ -265,4 +270,4 @@ def apply_rules(req: Any, model: ModelSpec, catalog: Catalog, kind: Operation) -
         strength=strength if strength is not None else (
             pipe.strength if kind == "variation" else None),
         input_fidelity=fidelity,
-        stream=stream, partial_images=partial_images or 0)
+        stream=stream, partial_images=partial_images or 0, scheduler=scheduler)

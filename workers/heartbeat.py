@@ -38,10 +38,11 @@ class Timings:
 
 class Heartbeat:
     def __init__(self, redis: Any, name: str, queue_names: list[str],
-                 timings: Timings | None = None) -> None:
+                 timings: Timings | None = None, failed: dict[str, str] | None = None) -> None:
         self.redis = redis
         self.name = name
         self.queue_names = queue_names
+        self.failed = dict(failed or {})  # pipelines that failed to load -> why (readiness)
         self.timings = timings or Timings()
         self._entries: list[tuple[str, str]] = []  # (registry key, execution composite key)
         self._rendering = 0  # images inside a pipeline call right now
@@ -95,7 +96,7 @@ class Heartbeat:
             entries = list(self._entries)
             rendering = self._rendering
         liveness.beat(self.redis, self.name, self.queue_names, self.timings.liveness_ttl,
-                      {"busy": bool(entries), "rendering": rendering})
+                      {"busy": bool(entries), "rendering": rendering, "failed": self.failed})
         if not entries:
             return
         expiry = time.time() + self.timings.liveness_ttl

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any
 
 from redis import Redis
 from rq.serializers import JSONSerializer
@@ -21,6 +20,7 @@ from core.telemetry import record_start
 from workers import runtime
 from workers.finishing import finisher
 from workers.heartbeat import Heartbeat, Timings
+from workers.loading import idle_with_failures, load_all
 from workers.metrics import WorkerMetrics, start_metrics_server
 from workers.worker import EaselWorker
 
@@ -62,19 +62,10 @@ def run(settings: WorkerSettings) -> None:
         raise SystemExit(f"unknown pipelines {unknown}; the catalog has {list(catalog.pipelines)}")
     tuning = Tuning(settings.channels_last, settings.compile, settings.vae_tiling,
                     settings.vae_slicing, settings.cpu_offload)
-    pipelines: dict[str, Any] = {}
-    used = 0
-    for n in names:  # in the configured order, while they fit in the memory budget
-        loaded = load_pipeline(catalog.pipelines[n], settings.device, settings.dtype, tuning)
-        size = loaded.weight_bytes()
-        if settings.memory_budget_mb and pipelines and \
-                used + size > settings.memory_budget_mb * 2**20:
-            log.warning("pipeline %s (%d MB) does not fit the %d MB budget; not serving it",
-                        n, size // 2**20, settings.memory_budget_mb)
-            del loaded
-            continue
-        pipelines[n] = loaded
-        used += size
+    pipelines, failed = load_all(
+        [catalog.pipelines[n] for n in names],
+        lambda spec: load_pipeline(spec, settings.device, settings.dtype, tuning),
+        settings.memory_budget_mb)
     names = list(pipelines)
     storage = make_storage(settings)
     metrics = WorkerMetrics(device=settings.device)
@@ -90,6 +81,9 @@ def run(settings: WorkerSettings) -> None:
     check_redis_policy(redis)
     queues = [catalog.pipelines[n].queue for n in names]
     name = liveness.process_name(base_name)
+    if not queues:  # nothing loaded: say so in the heartbeat, and wait to be stopped
+        idle_with_failures(Heartbeat(redis, name, [], Timings.of(settings), failed))
+        return
     # EaselJob: a job naming anything but Easel's render task is refused, never imported.
     worker = EaselWorker(queues, name=name, connection=redis, serializer=JSONSerializer,
                          job_class=EaselJob)
@@ -98,7 +92,7 @@ def run(settings: WorkerSettings) -> None:
     # and a beat stuck that long on a dead link keeps a returning worker looking dead.
     beats = Redis.from_url(settings.redis_url, socket_timeout=2 * settings.heartbeat_seconds,
                            socket_connect_timeout=2 * settings.heartbeat_seconds)
-    worker.liveness = Heartbeat(beats, name, queues, Timings.of(settings))
+    worker.liveness = Heartbeat(beats, name, queues, Timings.of(settings), failed)
     worker.liveness.start()
     worker.max_batch_images = settings.max_batch_images
     worker.max_batch_wait = settings.max_batch_wait_ms / 1000

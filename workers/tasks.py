@@ -66,7 +66,8 @@ def _run(loaded: Any, job: RenderJob,
     if batched is not None:
         return batched, batching.render_seconds(job.job_id) or 0.0, True
     t0 = time.perf_counter()
-    with rt.metrics.rendering(job.pipeline) if rt.metrics else contextlib.nullcontext():
+    with rt.metrics.rendering(job.pipeline) if rt.metrics else contextlib.nullcontext(), \
+            loaded.use_scheduler(job.scheduler):
         images = _call(loaded, job, rt)
     return images, time.perf_counter() - t0, False
 

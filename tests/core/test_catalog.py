@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.catalog import DEFAULT_CATALOG_TOML, load_catalog, parse_catalog
+from core.catalog import DEFAULT_CATALOG_TOML, CatalogError, load_catalog, parse_catalog
 from core.rules import FAMILIES
 
 
@@ -57,3 +57,45 @@ def test_toml_catalog_paths_and_errors(tmp_path: Path) -> None:
         parse_catalog({"pipelines": {}, "models": [{"id": "m", "pipeline": "p"}]})
     with pytest.raises(ValueError, match="no models"):
         parse_catalog({"pipelines": {"p": {"path": "x"}}})
+
+
+def _mistake(tmp_path: Path, text: str) -> str:
+    (tmp_path / "models.toml").write_text(text)
+    with pytest.raises(CatalogError) as info:
+        load_catalog(tmp_path / "models.toml")
+    message = str(info.value)
+    assert all(line.startswith(str(tmp_path / "models.toml")) for line in message.splitlines())
+    return message
+
+
+GOOD_PIPELINE = '[pipelines.sd]\npath = "./sd15"\n'
+MODEL = '[[models]]\nid = "house"\npipeline = "sd"\n'
+
+
+def test_catalog_mistakes_name_the_file_the_entry_and_the_fix(tmp_path: Path) -> None:
+    message = _mistake(tmp_path, GOOD_PIPELINE + MODEL + 'famliy = "dall-e-3"\n')
+    assert "[[models]] #1 (id 'house'): unknown key 'famliy' (did you mean 'family'?)" in message
+    message = _mistake(tmp_path, GOOD_PIPELINE + 'native_sise = 256\n' + MODEL)
+    assert "[pipelines.sd]: unknown key 'native_sise' (did you mean 'native_size'?)" in message
+    message = _mistake(tmp_path, GOOD_PIPELINE + 'native_size = "256"\n' + MODEL)
+    assert "[pipelines.sd]: native_size must be an integer, not '256'" in message
+    message = _mistake(tmp_path, GOOD_PIPELINE + MODEL + 'family = "sdxl"\n')
+    assert "unknown family 'sdxl'; valid: dall-e-2, dall-e-3, gpt-image" in message
+    message = _mistake(tmp_path, GOOD_PIPELINE + MODEL + MODEL)
+    assert "[[models]] #2 (id 'house'): duplicate model id 'house'" in message
+    (tmp_path / "sd15").mkdir()
+    message = _mistake(tmp_path, GOOD_PIPELINE + '[pipelines.again]\npath = "sd15"\n' + MODEL)
+    assert "[pipelines.again]: path" in message and "already pipeline 'sd'" in message
+    message = _mistake(tmp_path, '[pipelines.sd]\nsteps = 4\n[[models]]\nid = "m"\n')
+    assert "[pipelines.sd]: missing required key 'path'" in message
+    assert "[[models]] #1 (id 'm'): missing required key 'pipeline'" in message
+    message = _mistake(tmp_path, GOOD_PIPELINE + 'transparency = "alpha"\n' + MODEL)
+    assert "unknown transparency 'alpha'; valid: '', 'white-key'" in message
+    assert "not valid TOML" in _mistake(tmp_path, "[pipelines.sd\n")
+
+
+def test_a_relative_path_that_exists_beside_the_catalog_is_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "models" / "sd15").mkdir(parents=True)
+    (tmp_path / "models.toml").write_text('[pipelines.sd]\npath = "models/sd15"\n' + MODEL)
+    catalog = load_catalog(tmp_path / "models.toml")
+    assert catalog.pipelines["sd"].path == str((tmp_path / "models" / "sd15").resolve())

@@ -14,14 +14,16 @@ def test_to_job_carries_every_rendering_field() -> None:
                             "seed": 5, "steps": 7, "output_format": "webp",
                             "output_compression": 30, "background": "transparent",
                             "input_fidelity": "high", "stream": True, "partial_images": 2,
-                            "negative_prompt": "blurry", "strength": 0.4}, CATALOG, "edit")
+                            "negative_prompt": "blurry", "strength": 0.4,
+                            "scheduler": "euler-a"}, CATALOG, "edit")
     job = params.to_job("j1", "r1", private_id="p1", image_keys=["inputs/p1/image0.png"])
     assert job == RenderJob(
         job_id="j1", kind="edit", model="gpt-image-1", pipeline="shapes", prompt="a red circle",
         negative_prompt="blurry", width=1536, height=1024, n=1, seeds=[5], steps=7,
         guidance=5.0, output_format="webp", output_compression=30, strength=0.4,
         input_fidelity="high", background="transparent", partial_images=2,
-        image_keys=["inputs/p1/image0.png"], private_id="p1", request_id="r1")
+        image_keys=["inputs/p1/image0.png"], private_id="p1", request_id="r1",
+        scheduler="euler-a")
     # The payload crosses Redis as JSON and comes back the same.
     assert RenderJob.model_validate(job.model_dump(mode="json")) == job
 

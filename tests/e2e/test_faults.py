@@ -21,7 +21,9 @@ from core.jobs import RenderJob, new_job_id
 from service.queue import JobQueue
 from tests.support import Gateway, RedisServer, base_env, start_worker, stop, wait_ready
 
-SLOW = {"steps": 60, "seed": 1}  # long enough (several seconds) to be interrupted
+SLOW = {"steps": 60, "seed": 1}  # long enough (several seconds) for jobs to queue behind it
+# A kill lands as soon as the worker reports the job in hand, so a shorter job is enough there.
+KILLABLE = {"steps": 30, "seed": 1}
 # Recovery timings as settings: a dead worker is noticed within ~3 s, not 15-20 s.
 FAST_RECOVERY = {"EASEL_HEARTBEAT_SECONDS": "0.5", "EASEL_LIVENESS_TTL_SECONDS": "3",
                  "EASEL_REAPER_SECONDS": "0.5"}
@@ -106,7 +108,7 @@ def test_killed_worker_restarted_under_its_own_name_reruns_the_job(rig: Rig) -> 
     wait_ready(rig.gateway.base_url)
     thread, box = _in_background(lambda: rig.client().images.generate(
         prompt="two red circles", model="easel-shapes", size="64x64", n=2,
-        response_format="url", extra_body=SLOW))
+        response_format="url", extra_body=KILLABLE))
     dead = _busy(rig.redis.url)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -131,7 +133,7 @@ def test_a_job_that_keeps_killing_workers_fails_cleanly(rig: Rig) -> None:
         client = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="x", max_retries=0,
                                timeout=120)
         thread, box = _in_background(lambda: client.images.generate(
-            prompt="a red circle", model="easel-shapes", size="64x64", extra_body=SLOW))
+            prompt="a red circle", model="easel-shapes", size="64x64", extra_body=KILLABLE))
         _busy(rig.redis.url)
         victim.send_signal(signal.SIGKILL)
         thread.join(120)

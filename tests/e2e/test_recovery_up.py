@@ -13,7 +13,7 @@ from pathlib import Path
 import openai
 import psutil
 
-from tests.e2e.test_faults import FAST_RECOVERY, SLOW, _busy, _in_background, _job_id, _rq_job
+from tests.e2e.test_faults import FAST_RECOVERY, KILLABLE, _busy, _in_background, _job_id, _rq_job
 from tests.support import ROOT, RedisServer, base_env, free_port, stop, wait_ready
 
 
@@ -39,7 +39,7 @@ def test_a_worker_killed_under_easel_up_is_restarted_and_its_job_finishes(
         for attempt in range(2):  # twice in a row: the restarted worker dies and returns too
             thread, box = _in_background(lambda: client.images.generate(
                 prompt="two red circles", model="easel-shapes", size="64x64", n=2,
-                response_format="url", extra_body=SLOW))
+                response_format="url", extra_body=KILLABLE))
             dead = _busy(redis.url)
             assert dead.startswith("easel-up-worker-0-")
             psutil.Process(_worker_pid(up, dead)).send_signal(signal.SIGKILL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from redis import Redis
 
 from core import liveness
@@ -82,10 +83,69 @@ def test_one_worker_holds_two_models_and_serves_both(tmp_path: Path) -> None:
         (info,) = _served(Redis.from_url(server.url)).values()
         assert sorted(info["queues"]) == ["easel:second", "easel:small"]
         client = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="x", max_retries=0)
-        for model in ("a", "b"):  # each model routes to its own pipeline queue
+        for model, scheduler in (("a", None), ("b", "ddim")):  # each to its own queue
             r = client.images.generate(model=model, prompt="a red circle", size="256x256",
-                                       response_format="b64_json", extra_body={"steps": 4})
+                                       response_format="b64_json",
+                                       extra_body={"steps": 4, "scheduler": scheduler, "seed": 1})
             assert r.data[0].b64_json
+    finally:
+        gateway.stop()
+        stop(worker)
+        server.stop()
+
+
+def test_a_pipeline_that_fails_to_load_is_named_and_the_rest_serve(tmp_path: Path) -> None:
+    import httpx
+    import openai
+
+    from tests.support import Gateway
+
+    server = RedisServer(tmp_path / "redis").start()
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(CATALOG.replace('[pipelines.second]\npath = "embedded:shapes"',
+                                       '[pipelines.second]\npath = "./no-such-folder"'))
+    env = base_env(server.url, tmp_path, EASEL_MODELS_FILE=str(catalog), EASEL_METRICS_PORT="0")
+    worker = start_worker(env, "half")
+    gateway = Gateway(env).start()
+    try:
+        (info,) = _served(Redis.from_url(server.url)).values()
+        assert info["queues"] == ["easel:small"]  # the good pipeline serves
+        assert "pipeline second failed to load:" in info["failed"]["second"]
+        ready = httpx.get(f"{gateway.base_url}/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+        assert "no-such-folder does not exist" in ready.json()["failed"]["second"]
+        client = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as info_503:
+            client.images.generate(model="b", prompt="a red circle", size="256x256")
+        assert info_503.value.status_code == 503
+        assert "pipeline second failed to load" in info_503.value.message
+        r = client.images.generate(model="a", prompt="a red circle", size="256x256",
+                                   response_format="b64_json", extra_body={"steps": 2})
+        assert r.data[0].b64_json
+    finally:
+        gateway.stop()
+        stop(worker)
+        server.stop()
+
+
+def test_a_worker_whose_every_pipeline_failed_stays_up_and_says_why(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.support import Gateway
+
+    server = RedisServer(tmp_path / "redis").start()
+    catalog = tmp_path / "models.toml"
+    catalog.write_text('[pipelines.only]\npath = "./missing"\n[[models]]\nid = "m"\n'
+                       'pipeline = "only"\n')
+    env = base_env(server.url, tmp_path, EASEL_MODELS_FILE=str(catalog), EASEL_METRICS_PORT="0")
+    worker = start_worker(env, "none")
+    gateway = Gateway(env).start()
+    try:
+        (info,) = _served(Redis.from_url(server.url)).values()
+        assert info["queues"] == [] and "pipeline only failed to load" in info["failed"]["only"]
+        ready = httpx.get(f"{gateway.base_url}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["status"] == "failed"
+        assert worker.poll() is None  # not crash-looping
     finally:
         gateway.stop()
         stop(worker)
