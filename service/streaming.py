@@ -20,8 +20,9 @@ from typing import Any
 import anyio
 from starlette.concurrency import run_in_threadpool
 
-from core.errors import OpenAIError, server_error
+from core.errors import OpenAIError, server_error, storage_unavailable
 from core.jobs import Outcome, partial_channel
+from core.storage import StorageError
 
 
 @dataclass
@@ -88,7 +89,10 @@ async def stream_events(prefix: str, meta: dict[str, Any], feed: PartialFeed,
     finished = False
 
     async def partial(entry: dict[str, Any]) -> bytes:
-        blob = await run_in_threadpool(read, entry["key"])
+        try:
+            blob = await run_in_threadpool(read, entry["key"])
+        except StorageError:  # a preview is a courtesy: skip it, the result may still come
+            return b""
         if report.first_partial is None:
             report.first_partial = time.perf_counter() - report.started
         return sse(f"{prefix}.partial_image", {
@@ -101,12 +105,14 @@ async def stream_events(prefix: str, meta: dict[str, Any], feed: PartialFeed,
             await asyncio.wait({done, item}, return_when=asyncio.FIRST_COMPLETED)
             if item.done():
                 entry, item = item.result(), None
-                yield await partial(entry)
+                if event := await partial(entry):
+                    yield event
         if item is not None:
             item.cancel()
             item = None
         while not feed.items.empty():  # previews that arrived together with the outcome
-            yield await partial(feed.items.get_nowait())
+            if event := await partial(feed.items.get_nowait()):
+                yield event
         try:
             result = done.result()
         except OpenAIError as exc:
@@ -120,7 +126,13 @@ async def stream_events(prefix: str, meta: dict[str, Any], feed: PartialFeed,
             yield sse("error", report.error.envelope())
             return
         for key in result.result.keys:
-            blob = await run_in_threadpool(read, key)
+            try:
+                blob = await run_in_threadpool(read, key)
+            except StorageError:  # an error event ends the stream cleanly, never a cut-off
+                report.outcome, report.error = "error", storage_unavailable(
+                    "The generated image could not be read from storage; try again shortly.")
+                yield sse("error", report.error.envelope())
+                return
             yield sse(f"{prefix}.completed", {
                 "type": f"{prefix}.completed", "b64_json": base64.b64encode(blob).decode(),
                 "created_at": int(time.time()), "usage": usage, **meta})

@@ -451,6 +451,7 @@ async function addItem(blob, params, saved = null) {
   node.querySelector('.variations').setAttribute('aria-label', `Variations of ${name}`);
   node.querySelector('.reuse').setAttribute('aria-label', `Reuse the settings of ${name}`);
   node.querySelector('.reuse').hidden = params.kind === 'upload';
+  node.querySelector('.delete').setAttribute('aria-label', `Delete ${name}`);
   node.tabIndex = -1;  // focusable, so a new result can take the focus
   node.setAttribute('aria-label', `${name}: ${short(text) || 'image'}`);
   node.querySelector('.edit').hidden = rulesById.size ? !editModels().length
@@ -596,6 +597,7 @@ els.gallery.addEventListener('click', (e) => {
   if (button.classList.contains('edit')) openEditor(item);
   if (button.classList.contains('variations')) variations(item);
   if (button.classList.contains('reuse')) reuse(item);
+  if (button.classList.contains('delete')) forget(item);
 });
 
 // Puts a result's prompt, model, size, quality, style, seed and steps back into the form.
@@ -1071,6 +1073,20 @@ async function remember(item) {
   if (Array.isArray(keys) && keys.length > HISTORY_KEEP) {
     const old = keys.slice(0, keys.length - HISTORY_KEEP);
     await store('readwrite', (os) => os.delete(IDBKeyRange.upperBound(old[old.length - 1])));
+  }
+}
+
+// Delete: off the page and out of the history; the focus goes to the next card.
+async function forget(item) {
+  const node = els.gallery.querySelector(`.item[data-id="${item.id}"]`);
+  const next = node?.nextElementSibling || node?.previousElementSibling;
+  node?.remove();
+  items.delete(item.id);
+  if (editor.item !== item) URL.revokeObjectURL(item.url);
+  els.empty.hidden = els.gallery.children.length > 0;
+  (next || els.prompt).focus({ preventScroll: true });
+  if (item.key !== null && item.key !== undefined) {
+    await store('readwrite', (os) => os.delete(item.key));
   }
 }
 

@@ -425,3 +425,18 @@ def test_killed_worker_shows_its_state_and_cancel_frees_the_page(
     expect(page.get_by_test_id("result-image")).to_have_count(1, timeout=60_000)
     expect(page.get_by_test_id("error")).to_be_hidden()
     close(page, errors)
+
+
+@pytest.mark.browser
+def test_delete_one_result_from_history(browser: Browser, stack: Stack) -> None:
+    page, errors = open_page(browser, stack.base_url, LAPTOP_900)
+    generate(page, "three green triangles", seed="9", n="2")
+    first = page.locator(".item").first
+    expect(first).to_contain_text("9")
+    first.get_by_test_id("delete").click()
+    expect(page.get_by_test_id("result-image")).to_have_count(1)
+    expect(page.locator(".item").first).to_be_focused()
+    page.reload()
+    expect(page.get_by_test_id("result-image")).to_have_count(1)
+    expect(page.locator(".item .params").first).to_contain_text("10")  # the second seed kept
+    close(page, errors)
