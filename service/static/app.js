@@ -1105,6 +1105,21 @@ async function restoreHistory() {
   showActions();
 }
 
+// Download all: each card's own link, newest first (the browser may ask once to allow several).
+$('download-all').addEventListener('click', () => {
+  els.gallery.querySelectorAll('.item:not(.pending) .download').forEach((a) => a.click());
+});
+
+// Lightbox: a click on a result shows it at full size; Escape or Close ends it.
+els.gallery.addEventListener('click', (e) => {
+  const img = e.target.closest('.item:not(.pending) img');
+  if (!img) return;
+  const box = $('lightbox-image');
+  box.src = img.src;
+  box.alt = img.alt;
+  $('lightbox').showModal();
+});
+
 els.clearHistory.addEventListener('click', async () => {
   await store('readwrite', (os) => os.clear());
   for (const item of items.values()) URL.revokeObjectURL(item.url);

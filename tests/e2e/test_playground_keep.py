@@ -238,7 +238,8 @@ def test_long_prompt_is_clamped_and_counted(browser: Browser, stack: Stack) -> N
     count = page.get_by_test_id("prompt-count")
     expect(count).to_have_text("5000 / 32000")
     page.get_by_test_id("generate").click()
-    item = page.locator(".item").first
+    expect(page.get_by_test_id("result-image")).to_have_count(1)
+    item = page.locator(".item:not(.pending)").first
     expect(item).to_be_visible()
     box = item.bounding_box()
     assert box and box["height"] < 700, box
@@ -439,4 +440,26 @@ def test_delete_one_result_from_history(browser: Browser, stack: Stack) -> None:
     page.reload()
     expect(page.get_by_test_id("result-image")).to_have_count(1)
     expect(page.locator(".item .params").first).to_contain_text("10")  # the second seed kept
+    close(page, errors)
+
+
+@pytest.mark.browser
+def test_download_all_and_lightbox(browser: Browser, stack: Stack) -> None:
+    page, errors = open_page(browser, stack.base_url, PHONE, is_mobile=True, has_touch=True,
+                             accept_downloads=True)
+    generate(page, "three green triangles", seed="4", n="2")
+    names: list[str] = []
+    page.on("download", lambda d: names.append(d.suggested_filename))
+    page.get_by_test_id("download-all").click()
+    for _ in range(200):  # wait (up to 10 s) for both download events
+        if len(names) >= 2:
+            break
+        page.wait_for_timeout(50)
+    page.locator(".item").first.get_by_test_id("result-image").click()
+    box = page.get_by_test_id("lightbox")
+    expect(box).to_be_visible()
+    expect(box.locator("img")).to_have_attribute("alt", re.compile("three green triangles"))
+    page.keyboard.press("Escape")
+    expect(box).to_be_hidden()
+    assert sorted(names) == ["easel-generation-4.png", "easel-generation-5.png"], names
     close(page, errors)
