@@ -1,0 +1,31 @@
+"""Worker liveness keys against a real Redis: names per process start, expiry, per-queue counts."""
+
+from __future__ import annotations
+
+import time
+
+from redis import Redis
+
+from core import liveness
+
+
+def test_each_process_start_gets_a_name_of_its_own() -> None:
+    names = {liveness.process_name("easel-up-worker-0") for _ in range(50)}
+    assert len(names) == 50
+    assert all(n.startswith("easel-up-worker-0-") for n in names)
+
+
+def test_a_worker_that_stops_beating_drops_out_after_its_ttl(redis: Redis) -> None:
+    liveness.beat(redis, "a", ["q1"], ttl_seconds=0.3)
+    liveness.beat(redis, "b", ["q1", "q2"], ttl_seconds=30, extra={"busy": True})
+    assert liveness.live_counts(redis, ["q1", "q2", "q3"]) == {"q1": 2, "q2": 1, "q3": 0}
+    assert liveness.live_workers(redis)["b"]["busy"] is True
+    time.sleep(0.4)  # the TTL under test (0.3 s)
+    assert set(liveness.live_workers(redis)) == {"b"}
+    assert redis.smembers(liveness.WORKERS_SET) == {b"b"}  # the dead name is swept too
+
+
+def test_a_clean_exit_leaves_at_once(redis: Redis) -> None:
+    liveness.beat(redis, "c", ["q1"], ttl_seconds=30)
+    liveness.forget(redis, "c")
+    assert liveness.live_count(redis, "q1") == 0
