@@ -15,6 +15,19 @@ from core.jobs import is_result_key
 from core.settings import CommonSettings
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+def sniff(data: bytes) -> str | None:
+    """The format ("png", "jpeg", "webp") a file's first bytes declare, or None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
 EXPIRY_RULE_ID = "easel-expire"  # the bucket lifecycle rule S3Storage.ensure_bucket sets
 log = logging.getLogger("easel.storage")
 

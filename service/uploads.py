@@ -22,6 +22,7 @@ from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 
 from core.errors import bad_request
+from core.storage import sniff
 from service.bodies import read_limited
 
 MAX_IMAGES = 16
@@ -32,16 +33,6 @@ class Uploaded:
     fields: dict[str, str]
     images: list[bytes]
     mask: bytes | None
-
-
-def sniff(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 async def read_upload(request: Request, max_total: int, max_file: int) -> Uploaded:

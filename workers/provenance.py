@@ -18,10 +18,11 @@ from typing import Any
 
 from PIL import Image
 
+from core.storage import CONTENT_TYPES, sniff
+
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 GENERATED = IPTC + "trainedAlgorithmicMedia"
 COMPOSITE = IPTC + "compositeWithTrainedAlgorithmicMedia"
-MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 CLAIM_GENERATOR = "Easel"
 INPUT_ID = "easel-input"  # the parent ingredient's label, named by the c2pa.opened action
 
@@ -116,19 +117,8 @@ class Signer:
                 builder.add_ingredient({"title": "input.png", "relationship": "parentOf",
                                         "label": INPUT_ID}, "image/png",
                                        io.BytesIO(parent))
-            builder.sign(self._signer, MIME[fmt], io.BytesIO(data), out)
+            builder.sign(self._signer, CONTENT_TYPES[fmt], io.BytesIO(data), out)
         return out.getvalue()
-
-
-def sniff(data: bytes) -> str | None:
-    """The MIME type of a PNG, JPEG or WebP file from its first bytes."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 @dataclass(frozen=True)
@@ -161,9 +151,10 @@ def read_credentials(data: bytes, trust_anchors: str | None = None) -> Credentia
     roots); None when it carries none."""
     import c2pa
 
-    mime = sniff(data)
-    if mime is None:
+    fmt = sniff(data)
+    if fmt is None:
         return None
+    mime = CONTENT_TYPES[fmt]
     settings: dict[str, Any] = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
     if trust_anchors:
         settings["trust"] = {"trust_anchors": trust_anchors}
