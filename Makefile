@@ -56,8 +56,10 @@ lint: $(STAMP)
 
 # The suite, slowest tests listed. Tests marked `slow` (minutes each: hosts in network
 # namespaces, a real Prometheus) run in `make test-slow`, so `make test` stays within minutes.
+# Two processes: most tests wait on real gateway and worker processes, so the 2-core machine
+# this runs on does both halves at once (4.6 min instead of 6.8).
 test: setup test-deps lint
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" --durations=15
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 -m "not slow" --durations=15
 
 test-slow: setup test-deps
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow --durations=15
