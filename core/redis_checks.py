@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
@@ -27,3 +29,24 @@ def check_redis_policy(redis: Any) -> None:
     if policy != "noeviction":
         raise UnsafeRedis(f"Redis maxmemory-policy is {policy!r}: queued jobs could be evicted. "
                           "Set it to 'noeviction' (Easel refuses to run otherwise).")
+
+
+def wait_for_redis(redis: Any, stop: Callable[[], bool] = lambda: False,
+                   sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Block until Redis answers (backing off to 5 s between tries); False if `stop()` says so
+    first.  A process started while Redis restarts waits for it instead of exiting, so its
+    supervisor does not have to catch the outage by restarting it in a loop."""
+    delay, said = 0.25, False
+    while not stop():
+        try:
+            redis.ping()
+            if said:
+                log.warning("Redis is reachable again")
+            return True
+        except RedisError as exc:
+            if not said:
+                log.warning("Redis is not reachable (%s); waiting for it", exc)
+                said = True
+            sleep(delay)
+            delay = min(delay * 2, 5.0)
+    return False

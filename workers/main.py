@@ -7,13 +7,14 @@ import os
 import socket
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq.serializers import JSONSerializer
 
 from core import liveness
 from core.allowed_jobs import EaselJob
 from core.catalog import load_catalog
 from core.logs import setup_logging
-from core.redis_checks import check_redis_policy
+from core.redis_checks import check_redis_policy, wait_for_redis
 from core.settings import WorkerSettings
 from core.storage import make_storage
 from core.telemetry import record_start
@@ -33,6 +34,8 @@ def _record_start(settings: WorkerSettings, base_name: str) -> None:
     client = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
         record_start(client, base_name)
+    except RedisError as exc:  # Redis restarting: load the model meanwhile, then wait for it
+        log.warning("could not record this start (%s)", exc)
     finally:
         client.close()
 
@@ -78,6 +81,7 @@ def run(settings: WorkerSettings) -> None:
     # Certificates, key and classifier are checked now, not at the first job's end.
     log.info("provenance: %s", finisher(settings).describe())
     redis = Redis.from_url(settings.redis_url)
+    wait_for_redis(redis)
     check_redis_policy(redis)
     queues = [catalog.pipelines[n].queue for n in names]
     name = liveness.process_name(base_name)
