@@ -266,18 +266,24 @@ class Stack:
         """Restart what dies: at once after a crash of a process that ran a while, backing
         off (up to RESTART_BACKOFF_MAX) while one keeps dying right after its start."""
         delay = {name: 0.0 for name in self.procs}
+        due: dict[str, float] = {}  # when each dead process is started again
         while not self.stopping:
+            now = time.monotonic()
             for name, proc in list(self.procs.items()):
                 if proc.poll() is None or self.stopping:
                     continue
-                ran = time.monotonic() - self.started[name]
-                delay[name] = 0.0 if ran > RESTART_STABLE else \
-                    min(RESTART_BACKOFF_MAX, max(0.5, 2 * delay[name]))
-                say(f"{name} exited with {proc.returncode} after {ran:.0f}s; restarting in "
-                    f"{delay[name]:.1f}s", logging.WARNING, service=name,
-                    exit_code=proc.returncode, seconds=round(ran, 3), restart_in=delay[name])
-                time.sleep(delay[name])
-                self._spawn(name, env)
+                if name not in due:  # just found dead (one backing off never holds up others)
+                    ran = now - self.started[name]
+                    delay[name] = 0.0 if ran > RESTART_STABLE else \
+                        min(RESTART_BACKOFF_MAX, max(0.5, 2 * delay[name]))
+                    due[name] = now + delay[name]
+                    say(f"{name} exited with {proc.returncode} after {ran:.0f}s; restarting "
+                        f"in {delay[name]:.1f}s", logging.WARNING, service=name,
+                        exit_code=proc.returncode, seconds=round(ran, 3),
+                        restart_in=delay[name])
+                if now >= due[name]:
+                    del due[name]
+                    self._spawn(name, env)
             time.sleep(0.2)
 
     def _shutdown(self) -> None:
