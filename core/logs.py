@@ -31,6 +31,7 @@ FIELDS = {
     "job_ids": "every job of a batched pipeline call",
     "request_ids": "the requests of those jobs, in the same order",
     "model": "the public model id the client asked for",
+    "user": "the request's `user` field (OpenAI's end-user id, for tracing abuse)",
     "pipeline": "the pipeline (loaded weights) that rendered it",
     "endpoint": "the route, e.g. `/v1/images/generations` (never the raw path)",
     "method": "HTTP method",

@@ -130,6 +130,8 @@ class ImageParams:
     moderation: Literal["auto", "low", "off"] = "auto"
     revised_prompt: str | None = None
     scheduler: Scheduler | None = None  # None: the checkpoint's own
+    # OpenAI's end-user id, for tracing abuse back: it goes on the request's log line.
+    user: str | None = None
 
     @property
     def size(self) -> str:

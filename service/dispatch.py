@@ -36,6 +36,7 @@ class RequestContext:
     key_name: str | None = None
     disconnected: Callable[[], Awaitable[None]] | None = None
     model: str = ""  # filled in once the body names one; labels the request metrics
+    user: str | None = None  # the request's `user` field, logged with it (abuse tracing)
     # Work that only an admitted job deserves, run between admission and the enqueue (edits
     # decode and store their uploads here, so a refused request never costs a decode).
     before_enqueue: Callable[[], Awaitable[None]] | None = None

@@ -43,7 +43,7 @@ def request_fields(request: Request, endpoint: str, status: int, seconds: float,
     fields: dict[str, Any] = {"request_id": getattr(request.state, "request_id", None),
                               "method": request.method, "endpoint": endpoint, "status": status,
                               "seconds": round(seconds, 4)}
-    for key in ("model", "job_id"):
+    for key in ("model", "job_id", "user"):
         if getattr(ctx, key, None):
             fields[key] = getattr(ctx, key)
     if getattr(ctx, "images", 0):

@@ -100,7 +100,7 @@ class ImageService:
                        ctx: RequestContext) -> dict[str, Any] | StreamingResponse:
         ctx.model = self._known_model(body)  # labels the metrics of a refused request too
         params = parse_request(body, self.catalog, "generate")
-        ctx.model = params.model.id
+        ctx.model, ctx.user = params.model.id, params.user
         params = await self.prompts.screen(params, body, ctx.key_name)
         job = params.to_job(new_job_id(), ctx.request_id)
         if params.stream:
@@ -155,7 +155,7 @@ class ImageService:
                          ctx: RequestContext) -> dict[str, Any] | StreamingResponse:
         """Fields, model, image count and sizes (from the image headers) are checked before
         admission; only what the job uses (the first image, an edit's mask) is ever decoded."""
-        ctx.model = params.model.id
+        ctx.model, ctx.user = params.model.id, params.user
         kind = params.kind
         self._check_count(params, len(upload.images), param)
         for extra in upload.images[1:]:  # EASEL_EXTRA_IMAGES=first: checked, never decoded

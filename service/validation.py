@@ -270,4 +270,4 @@ def apply_rules(req: Any, model: ModelSpec, catalog: Catalog, kind: Operation) -
         strength=strength if strength is not None else (
             pipe.strength if kind == "variation" else None),
         input_fidelity=fidelity,
-        stream=stream, partial_images=partial_images or 0, scheduler=scheduler)
+        stream=stream, partial_images=partial_images or 0, scheduler=scheduler, user=req.user)

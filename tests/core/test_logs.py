@@ -84,3 +84,16 @@ def test_every_log_field_is_documented_in_deploy_md() -> None:
     section = text[text.index("#### Log fields"):]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.M))
     assert documented == set(logs.BASE_FIELDS) | set(logs.FIELDS)
+
+
+def test_the_user_field_goes_on_the_requests_log_line() -> None:
+    """`user` was accepted and dropped; OpenAI uses it to trace abuse to an end user."""
+    from types import SimpleNamespace
+
+    from service.observe import request_fields
+
+    request = SimpleNamespace(method="POST", state=SimpleNamespace(
+        request_id="r1", ctx=SimpleNamespace(model="dall-e-2", job_id="j1", user="end-user-42",
+                                             images=1, stream=None)))
+    fields = request_fields(request, "/v1/images/generations", 200, 0.5, None)  # type: ignore[arg-type]
+    assert fields["user"] == "end-user-42"
