@@ -189,6 +189,16 @@ def test_docs_load_nothing_from_other_origins(tmp_path: Path) -> None:
         assert _call(app, "GET", f"/docs/assets/{bad}").status_code == 404
 
 
+def _generation_scope(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    """The ASGI scope of a JSON POST to /v1/images/generations from 127.0.0.1."""
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": "/v1/images/generations", "raw_path": b"",
+            "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+            "server": ("127.0.0.1", 8000),
+            "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
+                        *headers]}
+
+
 def test_a_client_hanging_up_mid_body_is_not_an_error(tmp_path: Path,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     app = _app(tmp_path, auth="off")
@@ -202,12 +212,7 @@ def test_a_client_hanging_up_mid_body_is_not_an_error(tmp_path: Path,
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/v1/images/generations", "raw_path": b"",
-             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
-             "server": ("127.0.0.1", 8000),
-             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-                         (b"content-length", b"100")]}
+    scope = _generation_scope((b"content-length", b"100"))
     with caplog.at_level(logging.INFO):
         asyncio.run(app(scope, receive, send))
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -231,11 +236,7 @@ def test_a_body_that_never_finishes_is_cut_off(tmp_path: Path) -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/v1/images/generations", "raw_path": b"",
-             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
-             "server": ("127.0.0.1", 8000),
-             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json")]}
+    scope = _generation_scope()
 
     async def run() -> None:
         await asyncio.wait_for(app(scope, receive, send), 5)
