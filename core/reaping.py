@@ -105,19 +105,19 @@ def _requeue_stranded(redis: Any, queue_name: str, after: float) -> int:
     seen_key = f"easel:stranded:{queue_name}"  # job id -> when a reaper first saw it stranded
     stranded = [j.decode() for j in redis.lrange(queue.intermediate_queue_key, 0, -1)]
     first_seen = {k.decode(): float(v) for k, v in redis.hgetall(seen_key).items()}
+    started_key = StartedJobRegistry(queue=queue, serializer=JSONSerializer).key
     now, moved = time.time(), 0
     for job_id in stranded:
         if job_id not in first_seen:
             redis.hset(seen_key, job_id, now)
-        elif now - first_seen[job_id] >= after:
-            registry = StartedJobRegistry(queue=queue, serializer=JSONSerializer)
-            if redis.eval(_REQUEUE_STRANDED, 3, queue.intermediate_queue_key, queue.key,
-                          registry.key, job_id):
-                log.warning("job %s was dequeued by a worker that died before starting it; "
-                            "queued again", job_id, extra={"job_id": job_id, "reason": "stranded",
-                                                           "status": "retried"})
-                count_job(redis, "retried", "stranded")
-                moved += 1
+        elif now - first_seen[job_id] >= after and redis.eval(
+                _REQUEUE_STRANDED, 3, queue.intermediate_queue_key, queue.key, started_key,
+                job_id):
+            log.warning("job %s was dequeued by a worker that died before starting it; "
+                        "queued again", job_id, extra={"job_id": job_id, "reason": "stranded",
+                                                       "status": "retried"})
+            count_job(redis, "retried", "stranded")
+            moved += 1
     gone = [j for j in first_seen if j not in stranded or now - first_seen[j] >= after]
     if gone:
         redis.hdel(seen_key, *gone)

@@ -14,7 +14,6 @@ from typing import Any
 
 import redis
 from rq import SimpleWorker
-from rq.intermediate_queue import IntermediateQueue
 from rq.registry import StartedJobRegistry
 from rq.worker import WorkerStatus
 
@@ -124,8 +123,8 @@ class EaselWorker(SimpleWorker):
         # dequeue and start remain (the reaper queues those again).
         with self.connection.pipeline() as pipe:
             for j in jobs:
-                pipe.lrem(IntermediateQueue.get_intermediate_queue_key(
-                    self.queue_class(j.origin, connection=self.connection).key), 0, j.id)
+                pipe.lrem(self.queue_class(j.origin, connection=self.connection)
+                          .intermediate_queue_key, 0, j.id)
             pipe.execute()
         return executions
 
