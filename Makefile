@@ -11,7 +11,7 @@ STAMP := $(VENV)/.easel-installed
 # Exact versions of everything but torch (pyproject.toml holds the supported ranges).
 CONSTRAINTS := constraints.txt
 
-.PHONY: run test test-slow lint setup system-deps test-deps clean lock audit
+.PHONY: run test test-slow lint setup system-deps test-deps clean lock audit container-smoke
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -63,6 +63,11 @@ test: setup test-deps lint
 
 test-slow: setup test-deps
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow --durations=15
+
+# The images built and the compose stack run for real (docs/deploy.md, "Container smoke").
+# Minutes, root and a Docker engine (installed if missing): not part of `make test`.
+container-smoke: $(STAMP)
+	PYTHON=$(BIN)/python scripts/container-smoke.sh
 
 clean:
 	rm -rf .easel .pytest_cache .mypy_cache .ruff_cache .venv-audit

@@ -1,4 +1,4 @@
-"""`easel serve | worker | up | evaluate | train`: entry points; each builds its own settings."""
+"""`easel serve | worker | webhooks | up | ...`: entry points; each builds its own settings."""
 
 from __future__ import annotations
 
@@ -43,6 +43,24 @@ def _worker(args: argparse.Namespace) -> None:
         raise
 
 
+def _webhooks(args: argparse.Namespace) -> None:
+    import logging
+
+    from core.settings import WebhookSettings
+    from workers.webhook_main import alive, run
+
+    settings = WebhookSettings()
+    if args.check:  # the container healthcheck: a live `easel webhooks` heartbeats in Redis
+        raise SystemExit(0 if alive(settings) else 1)
+    try:
+        run(settings)
+    except SystemExit as exc:  # a missing or bad secret: a log line, then exit 1
+        if isinstance(exc.code, str):
+            logging.getLogger("easel.webhooks").critical(exc.code)
+            raise SystemExit(1) from None
+        raise
+
+
 def _up(args: argparse.Namespace) -> None:
     from cli.stack import Stack, StackOptions
 
@@ -76,6 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gateway (settings from EASEL_* variables)")
     sub.add_parser("worker", help="run one worker process (settings from EASEL_* variables)")
+    wh = sub.add_parser("webhooks", help="deliver signed webhook events (settings from EASEL_* "
+                                         "variables; docs/async.md)")
+    wh.add_argument("--check", action="store_true",
+                    help="exit 0 when a webhooks process is alive (a healthcheck)")
     up = sub.add_parser("up", help="run a local stack: Redis (unless EASEL_REDIS_URL is set), "
                                    "the gateway and N workers, restarting workers that die")
     up.add_argument("--port", type=int, default=8000)
@@ -106,8 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     from core.catalog import CatalogError
 
     try:
-        {"serve": _serve, "worker": _worker, "up": _up, "hash-key": _hash_key, "certs": _certs,
-         "verify": _verify}[args.command](args)
+        {"serve": _serve, "worker": _worker, "webhooks": _webhooks, "up": _up,
+         "hash-key": _hash_key, "certs": _certs, "verify": _verify}[args.command](args)
     except CatalogError as exc:  # a user's mistake: its message, not a traceback
         print(f"easel: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,4 +1,5 @@
-"""`easel up`: Redis (private, AOF on, unless one is configured), the gateway and N workers.
+"""`easel up`: Redis (private, AOF on, unless one is configured), the gateway and N workers
+(and `easel webhooks` when EASEL_WEBHOOK_URLS names endpoints).
 
 A supervisor loop restarts any worker or gateway process that dies; Ctrl-C or SIGTERM stops the
 workers first (they finish their current job), then the gateway, then Redis.
@@ -175,7 +176,7 @@ class Stack:
         return env
 
     def _spawn(self, name: str, env: dict[str, str]) -> None:
-        command = "serve" if name == "gateway" else "worker"
+        command = {"gateway": "serve", "webhooks": "webhooks"}.get(name, "worker")
         # Each worker process start adds a suffix of its own to this name (core.liveness).
         child_env = dict(env, EASEL_NAME=f"easel-up-{name}") if command == "worker" else env
         if command == "worker":  # one metrics port per worker: 9100, 9101, ... (0 keeps all off)
@@ -245,6 +246,8 @@ class Stack:
         signal.signal(signal.SIGTERM, self.stop)
         t0 = time.time()
         self._spawn("gateway", env)
+        if env.get("EASEL_WEBHOOK_URLS", "").strip():  # docs/async.md: it signs and posts them
+            self._spawn("webhooks", env)
         for i in range(self.o.workers):
             self._spawn(f"worker-{i}", env)
         readiness = self._wait_ready()

@@ -17,7 +17,7 @@ from typing import Any
 
 from rq.job import Job
 
-from core.jobs import RENDER_TASK
+from core.jobs import RENDER_TASK, WEBHOOK_TASK
 
 log = logging.getLogger("easel.jobs")
 
@@ -31,13 +31,15 @@ class JobRefused(Exception):
 
 
 def refusal(job: Job) -> str | None:
-    """Why `job` must not run, or None when it is a plain Easel render job."""
+    """Why `job` must not run, or None when it is a plain job of its process's one task (the
+    job class's `allowed_task`: render workers run RENDER_TASK, `easel webhooks` WEBHOOK_TASK)."""
+    task = getattr(job, "allowed_task", RENDER_TASK)
     try:
         name, instance = job.func_name, job.instance
     except Exception:  # RQ's DeserializationError: not even JSON we wrote
         return "its data cannot be decoded"
-    if name != RENDER_TASK:
-        return f"it names {name!r}, and workers run only {RENDER_TASK!r}"
+    if name != task:
+        return f"it names {name!r}, and this process runs only {task!r}"
     if instance is not None:
         return "it names a method of an object"
     if any(getattr(job, attr, None) for attr in CALLBACK_ATTRIBUTES):
@@ -48,7 +50,9 @@ def refusal(job: Job) -> str | None:
 
 
 class EaselJob(Job):
-    """RQ's Job, except that it imports nothing but `RENDER_TASK` and sends no webhooks."""
+    """RQ's Job, except that it imports nothing but `allowed_task` and sends no RQ webhooks."""
+
+    allowed_task = RENDER_TASK
 
     @property
     def func(self) -> Any:
@@ -78,3 +82,9 @@ class EaselJob(Job):
         if self.webhooks:
             log.warning("job %s: not sending %d webhook(s) it carries", self.id,
                         len(self.webhooks), extra={"job_id": self.id})
+
+
+class DeliveryJob(EaselJob):
+    """The job class of `easel webhooks`: it runs webhook deliveries and nothing else."""
+
+    allowed_task = WEBHOOK_TASK

@@ -8,12 +8,13 @@ built-in default.
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from core.adapters import AdapterSpec, parse_adapters
+from core.catalog_schema import check_keys, relative
 from core.rules import FAMILIES, SCHEDULERS, FamilyRules
 
 
@@ -34,6 +35,15 @@ class PipelineSpec:
     config: str = ""
     # The samplers requests may choose (`scheduler`): [] for SD3/FLUX, which have one.
     schedulers: tuple[str, ...] = SCHEDULERS
+    # 0: edits and variations start from the first image (image-to-image, inpainting). N: the
+    # pipeline conditions on up to N reference images at once (FLUX.2), and every image a
+    # request sends is used.
+    reference_images: int = 0
+
+    @property
+    def images_used(self) -> int:
+        """How many of an edit's images this pipeline draws from."""
+        return max(1, self.reference_images)
 
     @property
     def queue(self) -> str:
@@ -54,6 +64,10 @@ class Catalog:
     pipelines: dict[str, PipelineSpec]
     models: dict[str, ModelSpec] = field(default_factory=dict)
     default: str = ""  # the model of a request that names none (EASEL_DEFAULT_MODEL)
+    # EASEL_EXTRA_IMAGES: "refuse" edits with more images than the pipeline uses; "first"
+    # accepts up to the family's limit and renders from the first ones.
+    extra_images: str = "refuse"
+    adapters: dict[str, AdapterSpec] = field(default_factory=dict)  # LoRA files: core/adapters
 
     def model(self, model_id: str) -> ModelSpec | None:
         return self.models.get(model_id)
@@ -69,16 +83,26 @@ class Catalog:
                                f"it has: {', '.join(self.models)}")
         return replace(self, default=model_id)
 
+    def with_extra_images(self, policy: str) -> Catalog:
+        return replace(self, extra_images=policy)
+
     def pipeline_of(self, model: ModelSpec) -> PipelineSpec:
         return self.pipelines[model.pipeline]
+
+    def adapters_of(self, pipeline: str) -> list[AdapterSpec]:
+        """The LoRA adapters requests for this pipeline's models may name (`loras`)."""
+        return [a for a in self.adapters.values() if pipeline in a.pipelines]
 
     def rules_of(self, model: ModelSpec) -> FamilyRules:
         """The family's rules as this model's pipeline can keep them: the one set that
         validation, the OpenAPI document, /v1/models and the playground all use."""
-        if self.pipeline_of(model).transparency:
-            return model.family
-        backgrounds = tuple(b for b in model.family.backgrounds if b != "transparent")
-        return model.family.model_copy(update={"backgrounds": backgrounds})
+        pipe, family = self.pipeline_of(model), model.family
+        update: dict[str, Any] = {}
+        if not pipe.transparency:
+            update["backgrounds"] = tuple(b for b in family.backgrounds if b != "transparent")
+        if self.extra_images == "refuse" and family.max_images > pipe.images_used:
+            update["max_images"] = pipe.images_used  # never an image accepted and unused
+        return family.model_copy(update=update) if update else family
 
 
 DEFAULT_CATALOG_TOML = """
@@ -91,6 +115,13 @@ guidance = 5.0
 max_steps = 100
 strength = 0.6
 transparency = "white-key"
+
+# A LoRA adapter trained for it (models/shapes/train_lora.py): shapes drawn as outlines.
+[adapters.outline]
+path = "embedded:shapes-outline"
+pipelines = ["shapes"]
+scale = 1.0
+description = "draws every shape as an outline in its colour, white inside"
 
 [[models]]
 id = "easel-shapes"
@@ -146,64 +177,26 @@ class CatalogError(ValueError):
     """A mistake in the catalog, told in words: the file, the entry, and the fix."""
 
 
-_TYPES: dict[type, tuple[type, ...]] = {int: (int,), float: (int, float), str: (str,),
-                                        list: (list,)}
 PIPELINE_KEYS: dict[str, type] = {"path": str, "native_size": int, "steps": int,
                                   "guidance": float, "max_steps": int, "strength": float,
-                                  "transparency": str, "config": str, "schedulers": list}
+                                  "transparency": str, "config": str, "schedulers": list,
+                                  "reference_images": int}
 MODEL_KEYS: dict[str, type] = {"id": str, "pipeline": str, "family": str, "description": str,
                                "created": int}
 TRANSPARENCY = ("", "white-key")
-
-
-def _type_name(t: type) -> str:
-    return {int: "an integer", float: "a number", str: "a string", list: "a list"}[t]
-
-
-def _check_keys(where: str, raw: Any, keys: dict[str, type], required: tuple[str, ...],
-                errors: list[str]) -> bool:
-    """Unknown keys, missing keys and wrong types of one table; False when it is unusable."""
-    if not isinstance(raw, dict):
-        errors.append(f"{where}: expected a table of keys, got {raw!r}")
-        return False
-    ok = True
-    for key, value in raw.items():
-        if key not in keys:
-            close = difflib.get_close_matches(key, keys, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            errors.append(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(keys)}")
-            ok = False
-        elif isinstance(value, bool) or not isinstance(value, _TYPES[keys[key]]):
-            errors.append(f"{where}: {key} must be {_type_name(keys[key])}, not {value!r}")
-            ok = False
-    for key in required:
-        if key not in raw:
-            errors.append(f"{where}: missing required key {key!r}")
-            ok = False
-    return ok
-
-
-def _relative(path: str, base: Path | None) -> str:
-    """Relative paths are relative to the catalog file: "./sd15" always, "sd15" when it exists
-    there (else it is a Hub id, loaded from the local cache)."""
-    if base is None or not path or path.startswith("embedded:"):
-        return path
-    local = base / Path(path).expanduser()
-    if path.startswith(".") or (not Path(path).is_absolute() and local.exists()):
-        return str(local.resolve())
-    return path
+MAX_REFERENCE_IMAGES = 16  # OpenAI's limit of images per edit
 
 
 def _pipeline(name: str, raw: dict[str, Any], base: Path | None, where: str,
               errors: list[str]) -> PipelineSpec | None:
-    if not _check_keys(where, raw, PIPELINE_KEYS, ("path",), errors):
+    if not check_keys(where, raw, PIPELINE_KEYS, ("path",), errors):
         return None
     unknown = [s for s in raw.get("schedulers", []) if s not in SCHEDULERS]
     if unknown:
         errors.append(f"{where}: unknown schedulers {unknown}; valid: {', '.join(SCHEDULERS)} "
                       "(or [] for none)")
-    spec = PipelineSpec(name=name, **{**raw, "path": _relative(raw["path"], base),
-                                      "config": _relative(raw.get("config", ""), base),
+    spec = PipelineSpec(name=name, **{**raw, "path": relative(raw["path"], base),
+                                      "config": relative(raw.get("config", ""), base),
                                       "schedulers": tuple(raw.get("schedulers", SCHEDULERS))})
     for key in ("native_size", "steps", "max_steps"):
         if getattr(spec, key) < 1:
@@ -212,6 +205,9 @@ def _pipeline(name: str, raw: dict[str, Any], base: Path | None, where: str,
         errors.append(f"{where}: steps ({spec.steps}) is above max_steps ({spec.max_steps})")
     if not 0 < spec.strength <= 1:
         errors.append(f"{where}: strength must be in (0, 1], not {spec.strength}")
+    if not 0 <= spec.reference_images <= MAX_REFERENCE_IMAGES:
+        errors.append(f"{where}: reference_images must be 0 (image-to-image from the first "
+                      f"image) to {MAX_REFERENCE_IMAGES}, not {spec.reference_images}")
     if spec.transparency not in TRANSPARENCY:
         errors.append(f"{where}: unknown transparency {spec.transparency!r}; valid: "
                       + ", ".join(repr(t) for t in TRANSPARENCY))
@@ -224,8 +220,9 @@ def parse_catalog(data: dict[str, Any], base: Path | None = None,
     naming `source` (the file) and the entry, as a CatalogError."""
     errors: list[str] = []
     for key in data:
-        if key not in ("pipelines", "models"):
-            errors.append(f"unknown top-level key {key!r}; valid: [pipelines.NAME], [[models]]")
+        if key not in ("pipelines", "models", "adapters"):
+            errors.append(f"unknown top-level key {key!r}; valid: [pipelines.NAME], [[models]], "
+                          "[adapters.NAME]")
     pipelines: dict[str, PipelineSpec] = {}
     raw_pipelines = data.get("pipelines", {})
     if not isinstance(raw_pipelines, dict):
@@ -252,7 +249,7 @@ def parse_catalog(data: dict[str, Any], base: Path | None = None,
         where = f"[[models]] #{i + 1}"
         if isinstance(raw, dict) and isinstance(raw.get("id"), str):
             where += f" (id {raw['id']!r})"
-        if not _check_keys(where, raw, MODEL_KEYS, ("id", "pipeline"), errors):
+        if not check_keys(where, raw, MODEL_KEYS, ("id", "pipeline"), errors):
             continue
         family = FAMILIES.get(raw.get("family", "easel"))
         if family is None:
@@ -269,9 +266,10 @@ def parse_catalog(data: dict[str, Any], base: Path | None = None,
                                           raw.get("created", ModelSpec.created))
     if not raw_models:
         errors.append("the model catalog defines no models: add a [[models]] entry")
+    adapters = parse_adapters(data.get("adapters", {}), raw_pipelines, base, errors)
     if errors:
         raise CatalogError(f"{source}: " + f"\n{source}: ".join(errors))
-    return Catalog(pipelines, models)
+    return Catalog(pipelines, models, adapters=adapters)
 
 
 def load_catalog(path: Path | None) -> Catalog:

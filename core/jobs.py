@@ -12,6 +12,21 @@ from core.rules import Fidelity, Operation, OutputFormat
 # Workers run this function path; the gateway enqueues it by name and never imports it.
 RENDER_TASK = "workers.tasks.render"
 DONE_CHANNEL = "easel:done"  # pub/sub: the job id of every finished or failed job
+# Webhook deliveries: their own RQ queue and task, run by `easel webhooks` (workers/deliveries.py),
+# never by the render workers (core.allowed_jobs keeps each worker to its one task).
+WEBHOOK_TASK = "workers.deliveries.deliver"
+WEBHOOK_QUEUE = "easel:webhooks"
+BATCH_QUEUE_SUFFIX = ":batch"
+
+
+def batch_queue(queue: str) -> str:
+    """The lower-priority twin of a pipeline's queue: workers take from it only when the live
+    queue is empty (RQ takes queues in order), so batch work never delays a live request."""
+    return f"{queue}{BATCH_QUEUE_SUFFIX}"
+
+
+def is_batch_queue(queue: str) -> bool:
+    return queue.endswith(BATCH_QUEUE_SUFFIX)
 
 
 def outcome_key(job_id: str) -> str:
@@ -51,6 +66,22 @@ def input_key(private_id: str, name: str, ext: str = "png") -> str:
     return f"inputs/{private_id}/{name}.{ext}"
 
 
+STORED_PREFIX = "stored/"  # Files API uploads and batch outputs: private, purged by expiry
+
+
+def stored_file_key(private_id: str) -> str:
+    """A Files API object: under a random private id, never its public `file-...` id, and
+    never a result key, so neither /files nor a presigned URL ever serves it."""
+    return f"{STORED_PREFIX}{private_id}/content"
+
+
+class AdapterUse(BaseModel):
+    """A LoRA adapter a job renders with (core.adapters), at its resolved scale."""
+
+    name: str
+    scale: float
+
+
 class RenderJob(BaseModel):
     job_id: str
     kind: Operation = "generate"
@@ -79,6 +110,7 @@ class RenderJob(BaseModel):
     # How strictly the worker's output classifier judges the images (docs/moderation.md).
     moderation: Literal["auto", "low", "off"] = "auto"
     scheduler: str | None = None  # Easel's sampler choice (core.rules.SCHEDULERS); None: default
+    loras: list[AdapterUse] = []  # LoRA adapters, sorted by name; []: the base weights alone
 
 
 class RenderResult(BaseModel):

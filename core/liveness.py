@@ -75,3 +75,16 @@ def load_failures(redis: Any) -> dict[str, str]:
     for info in live_workers(redis).values():
         failed.update(info.get("failed") or {})
     return failed
+
+
+def unloaded_pipelines(redis: Any) -> dict[str, str]:
+    """Pipelines unloaded through the admin API that no live worker holds or serves now ->
+    what to do about it (readiness, /v1/models and the API's 503 say so)."""
+    held: set[str] = set()
+    dropped: set[str] = set()
+    for info in live_workers(redis).values():
+        dropped.update(info.get("unloaded") or [])
+        held.update(name for name, state in (info.get("pipelines") or {}).items()
+                    if state.get("state") in ("resident", "asleep"))
+    return {p: f"pipeline {p} was unloaded through the admin API (POST /v1/admin/pipelines/"
+               f"{p}/load brings it back)" for p in sorted(dropped - held)}

@@ -15,8 +15,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.catalog import ModelSpec, PipelineSpec
-from core.jobs import RenderJob, new_job_id
+from core.jobs import AdapterUse, RenderJob, new_job_id
 from core.rules import (
+    LORA_MAX_SCALE,
+    MAX_LORAS,
     Background,
     FamilyRules,
     Fidelity,
@@ -57,6 +59,18 @@ class VariationRequest(_Body):
                                    description="Easel: how much of the input is redrawn.")
 
 
+class LoraChoice(BaseModel):
+    """One entry of Easel's `loras` extension: a catalog adapter and the scale to apply it at."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(max_length=128, description="An adapter of the model's `easel.adapters` "
+                                                  "in GET /v1/models.")
+    scale: float | None = Field(None, ge=-LORA_MAX_SCALE, le=LORA_MAX_SCALE,
+                                description="Easel: the adapter's strength (default: the "
+                                            "catalog's).")
+
+
 class _Prompted(_Body):
     prompt: str = Field(description="What to draw.",
                         examples=["a red circle to the left of a blue square"])
@@ -67,6 +81,10 @@ class _Prompted(_Body):
     partial_images: int | None = Field(None, ge=0, le=3)
     negative_prompt: str | None = Field(None, description="Easel: what to steer away from.")
     guidance_scale: float | None = Field(None, ge=0, le=30, description="Easel: CFG scale.")
+    loras: list[LoraChoice] | None = Field(
+        None, max_length=MAX_LORAS,
+        description="Easel: LoRA adapters to render with, from the model's `easel.adapters` "
+                    "in GET /v1/models (multipart: this list as JSON text).")
 
 
 class GenerationRequest(_Prompted):
@@ -80,12 +98,13 @@ class EditRequest(_Prompted):
 
 
 class ImageRef(BaseModel):
-    """An input image of a JSON edit: a `data:` URL or an `http(s)` URL."""
+    """An input image of a JSON edit: a `data:` URL, an `http(s)` URL or an uploaded file."""
 
     model_config = ConfigDict(extra="forbid")
 
     image_url: str | None = None
-    file_id: str | None = Field(None, description="Not supported: Easel has no Files API.")
+    file_id: str | None = Field(None, max_length=128,
+                                description="A file of yours from POST /v1/files.")
 
 
 class EditJSONRequest(EditRequest):
@@ -130,6 +149,8 @@ class ImageParams:
     moderation: Literal["auto", "low", "off"] = "auto"
     revised_prompt: str | None = None
     scheduler: Scheduler | None = None  # None: the checkpoint's own
+    # LoRA adapters (name, scale), sorted by name: one adapter set, however the request ordered it.
+    loras: tuple[tuple[str, float], ...] = ()
     # OpenAI's end-user id, for tracing abuse back: it goes on the request's log line.
     user: str | None = None
 
@@ -152,4 +173,5 @@ class ImageParams:
             partial_images=self.partial_images if self.stream else 0,
             image_keys=image_keys or [], mask_key=mask_key, request_id=request_id,
             private_id=private_id or new_job_id(), moderation=self.moderation,
-            scheduler=self.scheduler)
+            scheduler=self.scheduler,
+            loras=[AdapterUse(name=name, scale=scale) for name, scale in self.loras])

@@ -3,7 +3,7 @@
 Everything that says what a request may contain derives from here: the request models
 (core/requests.py), the validation that applies a family's rules (service/validation.py), the
 OpenAPI document (service/openapi.py), the `easel.rules` of every `/v1/models` entry and, through
-that, the playground's choices (service/static/app.js).  Change a family here and all of them
+that, the playground's choices (service/static/js/rules.js).  Change a family here and all of them
 follow; tests/core/test_rules.py and tests/service/test_one_source.py hold them to it.
 """
 
@@ -27,6 +27,11 @@ Fidelity = Literal["high", "low"]
 # have one sampler: their catalog entries set `schedulers = []`.
 Scheduler = Literal["euler", "euler-a", "heun", "lms", "ddim", "pndm", "dpm++2m",
                     "dpm++2m-karras", "unipc"]
+
+# Easel's `loras` extension: at most this many LoRA adapters per request, each at a scale in
+# [-LORA_MAX_SCALE, LORA_MAX_SCALE] (negative scales steer away from an adapter's style).
+MAX_LORAS = 4
+LORA_MAX_SCALE = 2.0
 
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 BACKGROUNDS: tuple[Background, ...] = get_args(Background)
@@ -176,6 +181,11 @@ STYLE_GUIDANCE: dict[Style, float] = {"vivid": 1.0, "natural": 0.7}
 # `input_fidelity`: "whole" for an edit with no transparent pixel, "masked" inside the mask.
 EDIT_STRENGTH: dict[Fidelity, dict[str, float]] = {"low": {"whole": 0.75, "masked": 1.0},
                                                    "high": {"whole": 0.5, "masked": 0.8}}
+
+
+# Reference-image families (FLUX.2) have no strength: `input_fidelity` sets each reference's
+# side relative to the render size, high keeping four times the image tokens (and detail) of low.
+REFERENCE_SCALE: dict[Fidelity, float] = {"high": 1.0, "low": 0.5}
 
 
 def edit_strength(fidelity: Fidelity, masked: bool) -> float:

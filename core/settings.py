@@ -51,6 +51,11 @@ class GatewaySettings(CommonSettings):
     # "required": /v1/* needs a key from api_keys; "off" must be chosen explicitly.
     auth: Literal["required", "off"] = "required"
     api_keys: str = ""  # comma-separated name:sha256hex (see `easel hash-key`)
+    # Names of EASEL_API_KEYS entries that may use the admin API (/v1/admin/*: load, unload,
+    # reload models); empty: nobody. Never open while EASEL_AUTH=off.
+    admin_keys: str = ""
+    # How long an admin load, unload or catalog reload waits for the workers' answer.
+    admin_timeout_seconds: float = Field(default=300.0, gt=0)
     # Base of URLs to locally stored images; empty means "the URL the client called" when its
     # Host is an allowed one, else the address the connection arrived on (never a foreign Host).
     public_url: str = ""
@@ -96,8 +101,9 @@ class GatewaySettings(CommonSettings):
     # The model of a request that names none (or sends model=""): empty means OpenAI's default,
     # dall-e-2, when the catalog has it, else the catalog's first model.
     default_model: str = ""
-    # Edits and variations with more than one image: Easel's pipelines use one. "refuse" answers
-    # 400 naming `image`; "first" renders the first and never decodes the others.
+    # Edits with more images than their pipeline uses (one, or its `reference_images`):
+    # "refuse" answers 400 naming `image`; "first" renders from the first ones and never decodes
+    # the others.
     extra_images: Literal["refuse", "first"] = "refuse"
     # JSON edits name images by URL: http(s) ones are fetched with this deadline (the size cap is
     # max_file_bytes); loopback, private and link-local hosts are refused unless allowed here.
@@ -116,6 +122,51 @@ class GatewaySettings(CommonSettings):
     rewrite_max_concurrent: int = Field(default=4, ge=1)
     rewrite_models: str = "dall-e-3"  # comma-separated model ids whose prompts are rewritten; *
     rewrite_system_prompt_file: Path | None = None  # default: service/policy/rewrite_system_...
+    # Files API (docs/async.md): one upload's size cap (streamed to storage, never held in
+    # memory), how long a file lives unless `expires_after` says less, and how often expired
+    # files are deleted.  With S3 the bucket's own expiry rule also applies (docs/async.md).
+    files_max_bytes: int = Field(default=200_000_000, ge=1)
+    files_ttl_seconds: int = Field(default=30 * 86400, ge=60)
+    files_purge_seconds: float = Field(default=300.0, gt=0)
+    # Batch API (docs/async.md): lines one batch may have, how many of its lines are handed to
+    # the background runner at once, how often the driver looks at each batch, how long its
+    # per-batch lease lasts (another gateway takes a batch over this long after its driver
+    # died), and the completion window ("24h" by default; tests shorten it).
+    batch_max_lines: int = Field(default=50_000, ge=1)
+    batch_max_in_flight: int = Field(default=8, ge=1)
+    batch_poll_seconds: float = Field(default=1.0, gt=0)
+    batch_lease_seconds: float = Field(default=30.0, gt=0)
+    batch_window_seconds: int = Field(default=86400, ge=1)
+    # Background jobs (docs/async.md): how long a job and its answer are kept, the lease a
+    # gateway's runner holds on a job it runs (another gateway takes the job over this long
+    # after the first one died), how often an idle runner looks for work, and how many live and
+    # batch-priority jobs one gateway's runner holds at once (batch work queues behind live).
+    background_ttl_seconds: int = Field(default=86400, ge=1)
+    background_lease_seconds: float = Field(default=30.0, gt=0)
+    background_poll_seconds: float = Field(default=0.5, gt=0)
+    background_max_live: int = Field(default=64, ge=1)
+    background_max_batch: int = Field(default=8, ge=1)
+    # Idempotency-Key on POST /v1/... (docs/async.md): how long a key's first answer is
+    # replayed to a repeat by the same API key; 0 turns the header off (ignored).
+    idempotency_window_seconds: int = Field(default=86400, ge=0)
+    # Webhooks (docs/async.md): endpoints every event is posted to (comma-separated), and the
+    # seconds before each retry of a failed delivery (their count is the number of retries).
+    # `easel webhooks` delivers and signs them (WebhookSettings); the gateway has no secret.
+    webhook_urls: str = ""
+    webhook_retry_seconds: str = "5,30,120,600,1800,3600"
+
+    @field_validator("webhook_retry_seconds")
+    @classmethod
+    def _intervals(cls, value: str) -> str:
+        if not re.fullmatch(r"\s*(\d+\s*(,\s*\d+\s*)*)?", value):
+            raise ValueError("EASEL_WEBHOOK_RETRY_SECONDS must be comma-separated whole seconds")
+        return value
+
+    def webhook_targets(self) -> list[str]:
+        return split_urls(self.webhook_urls)
+
+    def webhook_retry_intervals(self) -> list[int]:
+        return [int(v) for v in self.webhook_retry_seconds.split(",") if v.strip()]
 
 
     @field_validator("expected_workers")
@@ -127,6 +178,9 @@ class GatewaySettings(CommonSettings):
                              "pairs (sd15=2,sdxl=1)")
         return value
 
+    def admin_key_names(self) -> set[str]:
+        return {k.strip() for k in self.admin_keys.split(",") if k.strip()}
+
     def expected_worker_counts(self, pipelines: list[str]) -> dict[str, int]:
         text = self.expected_workers.strip()
         if not text:
@@ -135,6 +189,27 @@ class GatewaySettings(CommonSettings):
             return dict.fromkeys(pipelines, int(text))
         pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
         return {name.strip(): int(count) for name, count in pairs}
+
+
+def split_urls(text: str) -> list[str]:
+    return [u.strip() for u in text.split(",") if u.strip()]
+
+
+class WebhookSettings(CommonSettings):
+    """`easel webhooks`, the process that delivers webhook events (workers/deliveries.py)."""
+
+    # The endpoints it may post to (the gateway's list: a delivery naming any other is refused),
+    # the Standard Webhooks secret (`whsec_` + base64) that signs every delivery, one
+    # attempt's deadline, and whether loopback/private/link-local targets are allowed (as
+    # EASEL_FETCH_PRIVATE_URLS is for image URLs).
+    webhook_urls: str = ""
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_private_targets: bool = False
+    name: str = ""
+
+    def webhook_targets(self) -> list[str]:
+        return split_urls(self.webhook_urls)
 
 
 class WorkerSettings(CommonSettings):
@@ -155,6 +230,12 @@ class WorkerSettings(CommonSettings):
     vae_slicing: bool = False
     cpu_offload: bool = False
     max_batch_images: int = 8  # cross-request batching; 1 turns it off
+    # LoRA adapters (docs/models.md) stay loaded in their pipeline, least recently used first
+    # out, while their files fit this many MB per pipeline (0 = no limit).
+    adapter_memory_mb: int = Field(default=256, ge=0)
+    # A pipeline no job has used for this many seconds is unloaded (docs/models.md, model
+    # management); 0 = never. The admin API or a restart loads it again.
+    idle_unload_seconds: float = Field(default=0.0, ge=0)
     # A put or get that fails is retried with backoff this long before the job fails: a short
     # storage outage should cost a wait, not a job (its retries are shared with worker deaths).
     storage_patience_seconds: float = Field(default=30.0, ge=0)

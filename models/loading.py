@@ -10,17 +10,20 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.catalog import PipelineSpec
-from models.checks import check_source
+from models.checks import CheckpointError, check_source
 from models.families import ModelFamily, family_of, loader_kwargs
 
 log = logging.getLogger("easel.models")
-EMBEDDED = {"shapes": Path(__file__).resolve().parent / "shapes" / "weights"}
+EMBEDDED = {"shapes": Path(__file__).resolve().parent / "shapes" / "weights",
+            # The LoRA adapter trained for it (models/shapes/train_lora.py).
+            "shapes-outline": (Path(__file__).resolve().parent / "shapes" / "adapters"
+                               / "outline.safetensors")}
 
 
 def resolve_path(path: str) -> str:
@@ -52,6 +55,7 @@ class LoadedPipeline:
     # Reentrant: `use_scheduler` holds it around the rendering calls that take it again.
     lock: Any = field(default_factory=threading.RLock, repr=False)
     _schedulers: dict[str, Any] = field(default_factory=dict, repr=False)
+    adapters: Any = field(default=None, repr=False)  # models.adapters.AdapterCache, or None
 
     def __post_init__(self) -> None:
         self.default_scheduler = self.text2img.scheduler  # the checkpoint's own
@@ -101,6 +105,28 @@ class LoadedPipeline:
             finally:
                 for pipe in [self.text2img, *self._derived.values()]:
                     pipe.scheduler = self.default_scheduler
+
+    @contextlib.contextmanager
+    def use_adapters(self, loras: Sequence[tuple[str, float]]) -> Iterator[None]:
+        """Render with exactly these LoRA adapters (none: the base weights alone); every
+        rendering call sets its own, so nothing needs putting back."""
+        if self.adapters is None:
+            if loras:
+                raise RuntimeError(f"pipeline {self.spec.name} has no adapters loaded")
+            yield
+            return
+        with self.lock:
+            self.adapters.activate(loras)
+            yield
+
+    def attach_adapters(self, specs: Sequence[Any], budget_bytes: int) -> None:
+        """Give the pipeline its catalog adapters (core.adapters), preloaded within budget."""
+        if specs:
+            from models.adapters import AdapterCache
+
+            self.adapters = AdapterCache(self.text2img, specs, budget_bytes, resolve_path)
+            with self.lock:
+                self.adapters.preload()
 
     def weight_bytes(self) -> int:
         """Memory the pipeline's weights take (the derived pipelines share them)."""
@@ -183,6 +209,13 @@ def load_pipeline(spec: PipelineSpec, device: str = "cpu", dtype: str = "float32
     pipe.set_progress_bar_config(disable=True)
     seconds = time.perf_counter() - t0
     family = family_of(pipe)
+    if bool(spec.reference_images) != family.references:
+        raise CheckpointError(
+            f"pipeline {spec.name}: {type(pipe).__name__} "
+            + ("draws from reference images: set reference_images (1 to 16, e.g. 4) in its "
+               "catalog entry" if family.references else
+               "edits from one image (image-to-image, inpainting): remove reference_images "
+               "from its catalog entry"))
     log.info("loaded pipeline %s (%s) from %s in %.2fs", spec.name, family.name, source, seconds)
     loaded = LoadedPipeline(spec, pipe, seconds, family)
     misfits = []

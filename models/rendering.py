@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from core.rules import Fidelity, edit_strength
+from core.rules import REFERENCE_SCALE, Fidelity, edit_strength
 from models.loading import LoadedPipeline
 
 
@@ -146,15 +146,21 @@ def _paste_back(generated: list[Image.Image], original: Image.Image,
 
 
 def edit(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds: list[int],
-         steps: int, guidance: float, width: int, height: int, image: Image.Image,
+         steps: int, guidance: float, width: int, height: int, images: list[Image.Image],
          mask: Image.Image | None, strength: float | None, partials: int = 0,
          on_partial: OnPartial | None = None, fidelity: Fidelity = "low") -> list[Image.Image]:
-    """Inpaint the transparent area (of the mask, else of the image); outside stays as it was.
+    """Inpaint the transparent area (of the mask, else of the first image); outside stays as it
+    was.
 
     With no transparent pixel at all the whole image is redrawn image-to-image.  Without an
     explicit `strength`, `fidelity` (OpenAI's input_fidelity) sets how much of the source
-    survives: core.rules.EDIT_STRENGTH.
+    survives: core.rules.EDIT_STRENGTH.  Reference-image families (FLUX.2) draw from every
+    image instead: `with_references`.
     """
+    if loaded.family.references:
+        return with_references(loaded, prompt, negative_prompt, seeds, steps, guidance, width,
+                               height, images, mask, partials, on_partial, fidelity)
+    image = images[0]
     weight = edit_weight(image, mask)
     flat = _flatten(image)
     w, h = _dims(loaded, width, height)
@@ -195,9 +201,60 @@ def _img2img(loaded: LoadedPipeline, flat: Image.Image, w: int, h: int, steps: i
     return _fit(list(out.images), width, height)
 
 
+# FLUX.2's image processor refuses references under 64 px a side or beyond 8:1.
+REFERENCE_MIN_SIDE, REFERENCE_MAX_RATIO = 64, 8
+
+
+def _reference(image: Image.Image, fidelity: Fidelity, render: tuple[int, int],
+               multiple: int) -> Image.Image:
+    """A reference image at the render size's area times REFERENCE_SCALE[fidelity]: high
+    fidelity keeps four times the image tokens of low, and with them the source's detail.
+    Extreme shapes are padded with white (the world's background) to what the pipeline takes."""
+    flat = _flatten(image)
+    w, h = flat.size
+    if max(w, h) > REFERENCE_MAX_RATIO * min(w, h):
+        side = -(-max(w, h) // REFERENCE_MAX_RATIO)
+        canvas = Image.new("RGB", (max(w, side), max(h, side)), (255, 255, 255))
+        canvas.paste(flat, ((canvas.width - w) // 2, (canvas.height - h) // 2))
+        flat, (w, h) = canvas, canvas.size
+    scale = REFERENCE_SCALE[fidelity] * math.sqrt(render[0] * render[1] / (w * h))
+    scale = max(scale, REFERENCE_MIN_SIDE / min(w, h))
+    size = [max(multiple, math.ceil(side * scale / multiple) * multiple) for side in (w, h)]
+    return flat.resize((size[0], size[1]), Image.Resampling.LANCZOS)
+
+
+def with_references(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None,
+                    seeds: list[int], steps: int, guidance: float, width: int, height: int,
+                    images: list[Image.Image], mask: Image.Image | None, partials: int = 0,
+                    on_partial: OnPartial | None = None,
+                    fidelity: Fidelity = "high") -> list[Image.Image]:
+    """One text-to-image call conditioned on every image (FLUX.2's multi-reference `image`);
+    pixels outside a mask (or the first image's own transparent area) are kept from it."""
+    w, h = _dims(loaded, width, height)
+    refs = [_reference(im, fidelity, (w, h), loaded.size_multiple) for im in images]
+    n = len(seeds)
+    with loaded.lock:
+        out = loaded.text2img(
+            image=refs, **_prompts(loaded, [prompt] * n, negative_prompt),
+            num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,
+            generator=_generators(seeds, "cpu"), output_type="pil",
+            **_preview_kwargs(loaded, steps, partials, on_partial, width, height, (w, h)))
+    drawn = _fit(list(out.images), width, height)
+    weight = edit_weight(images[0], mask)
+    low, high = weight.getextrema()
+    if high == 0 or low == 255:  # no area marked, or all of it: the whole image is new
+        return drawn
+    return _paste_back(drawn, _flatten(images[0]), weight)
+
+
 def vary(loaded: LoadedPipeline, seeds: list[int], steps: int, guidance: float, width: int,
-         height: int, image: Image.Image, strength: float) -> list[Image.Image]:
-    """Image-to-image from the input at `strength` (default 0.6): like it, but not identical."""
+         height: int, image: Image.Image, strength: float | None) -> list[Image.Image]:
+    """Image-to-image from the input at `strength` (default 0.6): like it, but not identical.
+    Reference-image families draw a new picture from the input as their one reference."""
+    if loaded.family.references:
+        return with_references(loaded, "", None, seeds, steps, guidance, width, height, [image],
+                               None)
+    assert strength is not None
     w, h = _dims(loaded, width, height)
     common = dict(prompt=[""] * len(seeds), guidance_scale=guidance,
                   generator=_generators(seeds, "cpu"), output_type="pil")

@@ -22,14 +22,26 @@ from starlette.requests import ClientDisconnect
 
 from core.catalog import load_catalog
 from core.errors import OpenAIError, bad_request
+from core.jobs import batch_queue
 from core.reaping import reap
 from core.redis_checks import check_redis_policy
 from core.settings import GatewaySettings
 from core.storage import LocalStorage, S3Storage, make_storage
+from service.admin import admin
 from service.auth import KeyChecker, parse_key_hashes
+from service.background import BackgroundJobs
+from service.batch_driver import BatchDriver
+from service.batch_routes import batches_router
+from service.batches import BatchStore
 from service.dispatch import ClientGone, Dispatcher
 from service.docs import docs
+from service.file_routes import files_router
+from service.files import FileStore
 from service.hosts import HostGuard, allowed_hosts, is_loopback
+from service.idempotency import Idempotency
+from service.job_routes import jobs_router
+from service.job_runner import JobRunner
+from service.job_store import JobStore
 from service.limits import Admission
 from service.metrics import QUIET_ENDPOINTS, GatewayMetrics
 from service.observe import Finished, request_fields
@@ -40,6 +52,7 @@ from service.routes import router, v1
 from service.serving import ImageService
 from service.slow_clients import BodyDeadline
 from service.waiter import CompletionWaiter
+from service.webhooks import WebhookCollector, WebhookSender
 
 log = logging.getLogger("easel.gateway")
 
@@ -77,9 +90,23 @@ async def _purge_forever(storage: LocalStorage, ttl: float, every: float = 600.0
             log.info("purged %d expired local file(s)", removed)
 
 
+async def _purge_files_forever(files: FileStore, every: float) -> None:
+    """Expired Files API files go, bytes and metadata, within `every` seconds of expiring."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            removed = await files.purge()
+        except Exception as exc:  # Redis or storage away: the next pass tries again
+            log.debug("file purge failed: %s", exc)
+            continue
+        if removed:
+            log.info("purged %d expired file(s)", removed)
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
-    catalog = load_catalog(settings.models_file).with_default(settings.default_model)
+    catalog = (load_catalog(settings.models_file).with_default(settings.default_model)
+               .with_extra_images(settings.extra_images))
     # Pillow's decompression-bomb guard at Easel's own limit (uploads are also checked first).
     Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
     # Pillow inflates a PNG's text chunks when it reads the header, up to 64 MB per image by
@@ -117,12 +144,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 log.warning("could not check or create bucket %s: %s", storage.bucket, exc)
         await run_in_threadpool(check_redis_policy, sync_redis)
         await waiter.start()
+        live = [p.queue for p in catalog.pipelines.values()]
         reaper = asyncio.create_task(_reap_forever(
-            sync_redis, [p.queue for p in catalog.pipelines.values()], settings))
+            sync_redis, live + [batch_queue(q) for q in live], settings))
+        runner.start()  # background jobs (service/job_runner.py)
         renewer = asyncio.create_task(admission.renew_forever())
         purger = (asyncio.create_task(_purge_forever(storage, settings.url_ttl_seconds))
                   if isinstance(storage, LocalStorage) else None)
+        file_purger = asyncio.create_task(_purge_files_forever(files,
+                                                               settings.files_purge_seconds))
+        batch_driver = asyncio.create_task(app.state.batch_driver.run_forever())
         yield
+        await runner.stop()  # its held jobs' leases lapse; a gateway picks them up again
+        batch_driver.cancel()
+        file_purger.cancel()
         reaper.cancel()
         renewer.cancel()
         if purger is not None:
@@ -141,14 +176,35 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.queue = queue
     app.state.metrics = metrics
     app.state.storage = storage
+    files = FileStore(async_redis, storage, settings.files_ttl_seconds)
+    app.state.files = files
+    app.state.batches = BatchStore(async_redis, settings.files_ttl_seconds)
+    # The runner and the webhook sender are looked up when a batch needs them.
+    app.state.batch_driver = BatchDriver(
+        async_redis, app.state.batches, files, settings, lambda: app.state.background,
+        lambda kind, data: app.state.send_event(kind, data))
     admission = Admission(async_redis, settings.max_queue_depth,
                           settings.key_requests_per_minute, settings.key_max_concurrent,
                           settings.lease_seconds)
     dispatcher = Dispatcher(settings, queue, waiter, metrics, admission)
-    app.state.images = ImageService(settings, catalog, dispatcher, storage, metrics)
+    app.state.images = ImageService(settings, catalog, dispatcher, storage, metrics, files)
+    # Webhook events are queued for `easel webhooks`, which signs and posts them.
+    webhooks = WebhookSender(sync_redis, settings.webhook_targets(),
+                             settings.webhook_retry_intervals())
+    app.state.webhooks = webhooks
+    app.state.send_event = webhooks.send_event
+    metrics.registry.register(WebhookCollector(sync_redis))
+    app.state.background = BackgroundJobs(
+        JobStore(async_redis, settings.background_ttl_seconds, settings.background_lease_seconds),
+        queue, storage, settings.outcome_ttl_seconds)
+    runner = JobRunner(app.state.background, app.state.images, settings, webhooks.send_event)
     app.state.keys = keys
     app.state.allowed_hosts = hosts
     app.include_router(v1)
+    app.include_router(admin)  # /v1/admin/*: admin keys only (service/admin.py)
+    app.include_router(jobs_router)
+    app.include_router(files_router)
+    app.include_router(batches_router)
     app.include_router(router)
     app.include_router(pages)
     app.include_router(docs)
@@ -187,6 +243,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     # Added before `observe`, so inside it: the 408 it raises from `receive` reaches the routes'
     # exception handlers directly (BaseHTTPMiddleware would wrap it in an ExceptionGroup).
+    # Idempotency-Key (service/idempotency.py) sits inside BodyDeadline, so the body it hashes
+    # arrives under the same deadline as any other.
+    app.add_middleware(Idempotency)
     app.add_middleware(BodyDeadline, seconds=settings.body_timeout_seconds)
 
     @app.middleware("http")

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import server_error, storage_unavailable, unavailable
-from core.jobs import Outcome, RenderJob
+from core.jobs import Outcome, RenderJob, batch_queue
 from core.settings import GatewaySettings
 from service.limits import Admission, Lease, ServiceRate
 from service.metrics import GatewayMetrics
@@ -45,6 +45,14 @@ class RequestContext:
     job_id: str | None = None
     images: int = 0
     stream: Any = None
+    # Background jobs (service.background): the render job's id (fixed, so a job re-claimed
+    # after its gateway died finds the render it already queued), how long to wait for it, and
+    # its priority: "batch" goes to the pipeline's batch queue and never holds the owner's live
+    # concurrency slots; neither counts against the per-minute rate (the submit did).
+    background: bool = False
+    priority: str = "live"
+    fixed_job_id: str | None = None
+    wait_seconds: float | None = None
 
 
 class Dispatcher:
@@ -64,6 +72,7 @@ class Dispatcher:
             return
         if await run_in_threadpool(self.queue.live_workers, queue_name) == 0:
             failures = await run_in_threadpool(self.queue.load_failures)
+            failures.update(await run_in_threadpool(self.queue.unloaded))
             pipeline = queue_name.removeprefix("easel:")
             if pipeline in failures:  # waiting will not fix this: say what will
                 raise unavailable(f"Model '{model}' is unavailable: {failures[pipeline]}",
@@ -72,21 +81,30 @@ class Dispatcher:
                               retry_after=10)
         self._workers_seen[queue_name] = time.monotonic()
 
+    async def _already_queued(self, job_id: str) -> bool:
+        try:
+            return await run_in_threadpool(self.queue.exists, job_id)
+        except RedisError as exc:
+            raise unavailable("The job queue is unavailable; try again shortly.") from exc
+
     async def admit(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Lease:
         """Everything that can refuse a job, then the enqueue; errors are plain JSON answers.
         The caller must `release` the lease it gets (`outcome_of` does)."""
         ctx.job_id = job.job_id
+        target = batch_queue(queue_name) if ctx.priority == "batch" else queue_name
         try:
             await self._require_worker(queue_name, job.model)
             lease = await self.admission.acquire(
-                self.queue.queue(queue_name).key, ctx.key_name, job.job_id, job.model,
-                lambda depth: self.rate.retry_after(job.pipeline, depth))
+                self.queue.queue(target).key,
+                ctx.key_name if ctx.priority == "live" else None, job.job_id, job.model,
+                lambda depth: self.rate.retry_after(job.pipeline, depth),
+                count_rate=not ctx.background)
         except RedisError as exc:
             raise unavailable("The job queue is unavailable; try again shortly.") from exc
         try:
             if ctx.before_enqueue is not None:
                 await ctx.before_enqueue()
-            await run_in_threadpool(self.queue.enqueue, queue_name, job)
+            await run_in_threadpool(self.queue.enqueue, target, job)
             await self.admission.enqueued(lease)
         except RedisError as exc:
             await self.release(lease)
@@ -107,11 +125,11 @@ class Dispatcher:
                 await run_in_threadpool(self.queue.cancel_if_queued, queue_name, job_id)
 
     async def outcome_of(self, queue_name: str, job: RenderJob, ctx: RequestContext,
-                         lease: Lease) -> Outcome:
+                         lease: Lease | None) -> Outcome:
         """Wait for an admitted job; a failure becomes an OpenAIError, a hang-up ClientGone."""
         self.metrics.waiting.inc()
-        waiting = asyncio.ensure_future(
-            self.waiter.wait(job.job_id, self.settings.request_timeout_seconds))
+        timeout = ctx.wait_seconds or self.settings.request_timeout_seconds
+        waiting = asyncio.ensure_future(self.waiter.wait(job.job_id, timeout))
         gone = asyncio.ensure_future(ctx.disconnected()) if ctx.disconnected else None
         try:
             await asyncio.wait([f for f in (waiting, gone) if f is not None],
@@ -125,7 +143,8 @@ class Dispatcher:
                 if f is not None and not f.done():
                     f.cancel()
             self.metrics.waiting.dec()
-            await self.release(lease)
+            if lease is not None:
+                await self.release(lease)
         if outcome is None:
             raise server_error("The image was not ready in time; try again later.",
                                "timeout", 504)
@@ -141,5 +160,10 @@ class Dispatcher:
         return outcome
 
     async def run(self, queue_name: str, job: RenderJob, ctx: RequestContext) -> Outcome:
+        if ctx.background and await self._already_queued(job.job_id):
+            # A re-claimed background job whose render is queued, running or done: wait for
+            # that render instead of queueing (and rendering) it a second time.
+            ctx.job_id = job.job_id
+            return await self.outcome_of(queue_name, job, ctx, None)
         lease = await self.admit(queue_name, job, ctx)
         return await self.outcome_of(queue_name, job, ctx, lease)

@@ -3,10 +3,10 @@
 A URL a client names is fetched by the gateway, from inside the operator's network: without care
 it would reach Redis, a cloud metadata service or an admin page (SSRF).  So every host name is
 resolved first and refused when any of its addresses is loopback, private, link-local or
-otherwise not public (unless the operator allows it); the connection then goes to that checked
-address, not to a second lookup a rebinding DNS server could answer differently; redirects are
-followed by hand and checked the same way; the body is capped while it streams and the whole
-fetch has one deadline.
+otherwise not public (unless the operator allows it; core/addresses.py states the rule, which
+webhooks share); the connection then goes to that checked address, not to a second lookup a
+rebinding DNS server could answer differently; redirects are followed by hand and checked the
+same way; the body is capped while it streams and the whole fetch has one deadline.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ipaddress
 import socket
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 import httpx
 
+from core.addresses import addresses_of, allowed
+from core.addresses import is_public as is_public  # the rule's home is core; re-exported
 from core.errors import OpenAIError, bad_request
 
 MAX_REDIRECTS = 3
@@ -46,12 +47,6 @@ def decode_data_url(url: str, param: str, limit: int) -> bytes:
     return data
 
 
-def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local)
-
-
 async def _address(host: str, port: int, param: str, allow_private: bool) -> str:
     """One checked address of `host` to connect to: every answer must be public, or the
     host is refused (a name with one private answer is how rebinding attacks start)."""
@@ -61,11 +56,11 @@ async def _address(host: str, port: int, param: str, allow_private: bool) -> str
     except OSError as exc:
         raise bad_request(f"Invalid '{param}': the host {host[:80]!r} could not be resolved.",
                           param, "invalid_image_url") from exc
-    ips = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    ips = addresses_of(infos)
     if not ips:
         raise bad_request(f"Invalid '{param}': the host {host[:80]!r} has no address.", param,
                           "invalid_image_url")
-    if not allow_private and not all(is_public(ip) for ip in ips):
+    if not allowed(ips, allow_private):  # core.addresses: the one rule, for webhooks too
         raise bad_request(f"Invalid '{param}': {host[:80]!r} is a loopback, private or "
                           "link-local address, which this server does not fetch (operators: "
                           "EASEL_FETCH_PRIVATE_URLS).", param, "image_url_refused")

@@ -136,15 +136,21 @@ class Admission:
     def _leases(key_name: str | None) -> str:
         return f"easel:leases:{key_name or '-'}"
 
+    @staticmethod
+    def _rate_key(key_name: str | None) -> str:
+        return f"easel:rate:{key_name or '-'}:{int(time.time() // 60)}"
+
     async def acquire(self, queue_key: str, key_name: str | None, lease_id: str,
-                      model: str, retry_after: Callable[[int], float]) -> Lease:
-        window = int(time.time() // 60)
+                      model: str, retry_after: Callable[[int], float],
+                      count_rate: bool = True) -> Lease:
+        """`count_rate=False`: a background job whose submit was already counted (charge)."""
         keyed = key_name is not None
         status, n = await self._admit(
             keys=[queue_key, self._reservations(queue_key), self._leases(key_name),
-                  f"easel:rate:{key_name or '-'}:{window}"],
+                  self._rate_key(key_name)],
             args=[self.lease_ms, lease_id, self.max_queue_depth,
-                  self.max_concurrent if keyed else 0, self.per_minute if keyed else 0])
+                  self.max_concurrent if keyed else 0,
+                  self.per_minute if keyed and count_rate else 0])
         if status == 1:
             raise rate_limited(f"Rate limit reached for key '{key_name}': {self.per_minute} "
                                "requests per minute.", 60 - time.time() % 60, "rate_limit_exceeded")
@@ -159,6 +165,20 @@ class Admission:
         if capped:
             self._held[lease_id] = lease
         return lease
+
+    async def charge(self, key_name: str | None) -> None:
+        """Count one request against the key's per-minute rate without taking a queue slot: a
+        background submit (`Prefer: respond-async`) pays here, its job is admitted later."""
+        if key_name is None or self.per_minute <= 0:
+            return
+        key = self._rate_key(key_name)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120, nx=True)
+            count, _ = await pipe.execute()
+        if int(count) > self.per_minute:
+            raise rate_limited(f"Rate limit reached for key '{key_name}': {self.per_minute} "
+                               "requests per minute.", 60 - time.time() % 60, "rate_limit_exceeded")
 
     async def enqueued(self, lease: Lease) -> None:
         """The job is in the queue list now: its reservation is no longer needed."""

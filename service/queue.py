@@ -43,10 +43,29 @@ class JobQueue:
         """Pipelines a live worker failed to load -> why (core.liveness)."""
         return liveness.load_failures(self.redis)
 
+    def unloaded(self) -> dict[str, str]:
+        """Pipelines unloaded through the admin API that no worker serves -> why."""
+        return liveness.unloaded_pipelines(self.redis)
+
     def workers_per_pipeline(self, catalog: Catalog) -> dict[str, int]:
         """Live workers of every pipeline in the catalog, from one read of the heartbeats."""
         counts = liveness.live_counts(self.redis, [p.queue for p in catalog.pipelines.values()])
         return {p.name: counts[p.queue] for p in catalog.pipelines.values()}
+
+    def exists(self, job_id: str) -> bool:
+        """Whether RQ still knows this job (queued, started, scheduled or finished)."""
+        return bool(self.redis.exists(f"rq:job:{job_id}"))
+
+    def origin(self, job_id: str) -> str | None:
+        """The queue a job was put on, or None when RQ does not know it."""
+        raw = self.redis.hget(f"rq:job:{job_id}", "origin")
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    def position(self, queue_name: str, job_id: str) -> int | None:
+        """How many jobs are ahead of this one in its queue (workers take from the front);
+        None when it is not waiting there (started, finished or never queued)."""
+        index = self.redis.lpos(self.queue(queue_name).key, job_id)
+        return None if index is None else int(index)
 
     def cancel_if_queued(self, queue_name: str, job_id: str) -> bool:
         """Take a job off the queue if no worker has started it (LREM wins or loses atomically)."""

@@ -21,6 +21,7 @@ from core.storage import LocalStorage, StorageError
 from service.auth import require_key
 from service.bodies import is_json, read_json
 from service.hosts import public_base
+from service.job_routes import submit_json, submit_upload, wants_async
 from service.serving import RequestContext
 from service.uploads import read_upload
 
@@ -54,12 +55,16 @@ def _context(request: Request) -> RequestContext:
 async def generations(request: Request) -> Response:
     st = _state(request)
     body = await read_json(request, st.settings.max_body_bytes)
+    if wants_async(request):  # 202 with a job (service/job_routes.py)
+        return await submit_json(request, "/v1/images/generations", body)
     return _answer(await st.images.generate(body, public_base(request), _context(request)))
 
 
 async def _transform(request: Request, kind: Operation) -> Response:
     st = _state(request)
     upload = await read_upload(request, st.settings.max_upload_bytes, st.settings.max_file_bytes)
+    if wants_async(request):
+        return await submit_upload(request, kind, upload)
     return _answer(await st.images.transform(kind, upload, public_base(request),
                                              _context(request)))
 
@@ -69,6 +74,8 @@ async def edits(request: Request) -> Response:
     if is_json(request):  # images by URL: {"images": [{"image_url": ...}], ...}
         st = _state(request)
         body = await read_json(request, st.settings.max_upload_bytes)
+        if wants_async(request):
+            return await submit_json(request, "/v1/images/edits", body)
         return _answer(await st.images.edit_json(body, public_base(request), _context(request)))
     return await _transform(request, "edit")
 
@@ -89,6 +96,9 @@ def _model_object(catalog: Catalog, model: ModelSpec, workers: int | None) -> di
                     "description": model.description,
                     "max_steps": catalog.pipeline_of(model).max_steps,
                     "schedulers": list(catalog.pipeline_of(model).schedulers),
+                    "adapters": [{"name": a.name, "scale": a.scale,
+                                  "description": a.description}
+                                 for a in catalog.adapters_of(model.pipeline)],
                     "rules": catalog.rules_of(model).model_dump(mode="json")}
     return obj
 
@@ -102,12 +112,24 @@ async def _served(request: Request) -> dict[str, int]:
         return {}
 
 
+async def _unloaded(request: Request) -> dict[str, str]:
+    """Pipelines unloaded through the admin API that no worker serves; empty when unknown."""
+    try:
+        return await run_in_threadpool(_state(request).queue.unloaded)
+    except (RedisError, OSError):
+        return {}
+
+
 @v1.get("/v1/models")
 async def list_models(request: Request) -> dict[str, object]:
+    """The catalog's models, less those whose pipeline was unloaded through the admin API
+    (until it is loaded again: docs/models.md)."""
     served = await _served(request)
+    unloaded = await _unloaded(request) if not all(served.values()) else {}
     catalog = _state(request).catalog
     return {"object": "list", "data": [_model_object(catalog, m, served.get(m.pipeline))
-                                       for m in catalog.models.values()]}
+                                       for m in catalog.models.values()
+                                       if m.pipeline not in unloaded]}
 
 
 @v1.get("/v1/models/{model_id:path}")
@@ -127,24 +149,31 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     """Ready when Redis answers and every pipeline has at least one live worker; "degraded"
-    (still 200) when the others failed to load, "failed" (503) when all did."""
+    (still 200) when the others failed to load, "failed" (503) when all did.  Pipelines
+    unloaded through the admin API are listed under "unloaded" and wait for nobody; with none
+    of the catalog served at all, the status is "unloaded" (503)."""
     st = _state(request)
     try:
         await st.redis.ping()
         workers = await run_in_threadpool(st.queue.workers_per_pipeline, st.catalog)
         failures = await run_in_threadpool(st.queue.load_failures)
+        dropped = await run_in_threadpool(st.queue.unloaded)
     except (RedisError, OSError) as exc:
         # The error text names hosts, ports and versions: the log gets it, the public does not.
         log.warning("readiness: Redis unreachable: %s", exc)
         return JSONResponse({"status": "unavailable", "redis": "unreachable"}, 503)
     failed = {p: failures[p] for p, n in workers.items() if n == 0 and p in failures}
-    waiting = [p for p, n in workers.items() if n == 0 and p not in failed]
+    unloaded = sorted(p for p, n in workers.items() if n == 0 and p in dropped and p not in failed)
+    waiting = [p for p, n in workers.items() if n == 0 and p not in failed and p not in unloaded]
     served = any(n > 0 for n in workers.values())
-    status = ("waiting for workers" if waiting else "failed" if not served
+    status = ("waiting for workers" if waiting else
+              ("failed" if failed else "unloaded") if not served
               else "degraded" if failed else "ready")
     body: dict[str, Any] = {"status": status, "redis": "ok", "workers": workers}
     if failed:
         body["failed"] = failed
+    if unloaded:
+        body["unloaded"] = unloaded
     return JSONResponse(body, 200 if status in ("ready", "degraded") else 503)
 
 

@@ -19,6 +19,7 @@ from core.settings import GatewaySettings
 from core.storage import LocalStorage, S3Storage, StorageError
 from service.dispatch import Dispatcher, RequestContext
 from service.fetch import load_image_url
+from service.files import FileStore
 from service.metrics import GatewayMetrics
 from service.prompts import PromptGate
 from service.streaming import PartialFeed, StreamReport, stream_events
@@ -28,8 +29,10 @@ from service.validation import parse_json_edit, parse_request
 
 class ImageService:
     def __init__(self, settings: GatewaySettings, catalog: Catalog, dispatcher: Dispatcher,
-                 storage: LocalStorage | S3Storage, metrics: GatewayMetrics) -> None:
+                 storage: LocalStorage | S3Storage, metrics: GatewayMetrics,
+                 files: FileStore | None = None) -> None:
         self.settings = settings
+        self.files = files  # JSON edits' images by `file_id` (the Files API)
         self.catalog = catalog
         self.dispatcher = dispatcher
         self.storage = storage
@@ -42,6 +45,10 @@ class ImageService:
 
     async def run_streaming(self, params: ImageParams, job: RenderJob,
                             ctx: RequestContext) -> StreamingResponse:
+        if ctx.background:  # nobody is connected to stream to
+            raise bad_request("A background job (Prefer: respond-async, or a batch) cannot "
+                              "stream: leave 'stream' unset or false.", "stream",
+                              "unsupported_parameter")
         ctx.stream = StreamReport(model=params.model.id)
         feed = PartialFeed(self.dispatcher.waiter.redis, job.job_id)
         await feed.open()  # before the enqueue, so no preview can be missed
@@ -102,7 +109,7 @@ class ImageService:
         params = parse_request(body, self.catalog, "generate")
         ctx.model, ctx.user = params.model.id, params.user
         params = await self.prompts.screen(params, body, ctx.key_name)
-        job = params.to_job(new_job_id(), ctx.request_id)
+        job = params.to_job(ctx.fixed_job_id or new_job_id(), ctx.request_id)
         if params.stream:
             return await self.run_streaming(params, job, ctx)
         outcome = await self.run_job(params.pipeline.queue, job, ctx)
@@ -122,34 +129,43 @@ class ImageService:
         params, refs, mask_ref = parse_json_edit(body, self.catalog)
         params = await self.prompts.screen(params, body, ctx.key_name)
         self._check_count(params, len(refs), "images")
-        # Extra images are never fetched: only the first is used (docs/api.md).
-        image = await self._fetch(refs[0], "images[0]")
-        mask = await self._fetch(mask_ref, "mask") if mask_ref is not None else None
-        return await self._transform(params, Uploaded({}, [image], mask), "images", base_url,
+        # Only the images the pipeline uses are fetched (EASEL_EXTRA_IMAGES=first: docs/api.md).
+        used = refs[:params.pipeline.images_used]
+        owner = ctx.key_name or ""  # `file_id`s name the caller's own files only
+        images = [await self._fetch(ref, f"images[{i}]", owner) for i, ref in enumerate(used)]
+        mask = (await self._fetch(mask_ref, "mask", owner) if mask_ref is not None else None)
+        return await self._transform(params, Uploaded({}, images, mask), "images", base_url,
                                      ctx)
 
-    async def _fetch(self, ref: ImageRef, param: str) -> bytes:
-        if ref.file_id is not None:
-            raise bad_request("Easel has no Files API: send the image as 'image_url' (a data: "
-                              "or https: URL).", f"{param}.file_id", "unsupported_parameter")
+    async def _fetch(self, ref: ImageRef, param: str, owner: str) -> bytes:
+        if ref.file_id is not None and ref.image_url is not None:
+            raise bad_request("Give either 'image_url' or 'file_id', not both.",
+                              f"{param}.file_id", "invalid_value")
+        if ref.file_id is not None and self.files is not None:
+            # Only the caller's own files: another key's id is as unknown as a made-up one.
+            return await self.files.read(owner, ref.file_id, f"{param}.file_id",
+                                         self.settings.max_file_bytes)
         if ref.image_url is None:
-            raise bad_request("You must provide 'image_url'.", f"{param}.image_url",
-                              "missing_required_parameter")
+            raise bad_request("You must provide 'image_url' or 'file_id'.",
+                              f"{param}.image_url", "missing_required_parameter")
         s = self.settings
         return await load_image_url(ref.image_url, f"{param}.image_url", s.max_file_bytes,
                                     s.fetch_timeout_seconds, s.fetch_private_urls)
 
     def _check_count(self, params: ImageParams, count: int, param: str) -> None:
-        """Never ignore an image silently: Easel's pipelines condition on one image."""
+        """Never ignore an image silently: a pipeline draws from one image, or from up to its
+        `reference_images`; more is refused unless the operator chose EASEL_EXTRA_IMAGES=first
+        (then core.catalog.Catalog.rules_of allows up to the family's limit)."""
         most, mid = params.rules.max_images, params.model.id
-        if count > most:
-            raise bad_request(f"Model '{mid}' takes at most {most} image(s); got {count}.",
-                              param, "too_many_images")
-        if count > 1 and self.settings.extra_images == "refuse":
-            raise bad_request(f"Model '{mid}' is served by a pipeline that uses one image; got "
-                              f"{count}. Send one image (operators can set EASEL_EXTRA_IMAGES="
-                              "first to render the first and ignore the rest).", param,
-                              "too_many_images")
+        if count <= most:
+            return
+        if most and most < params.model.family.max_images:
+            raise bad_request(f"Model '{mid}' is served by a pipeline that uses {most} "
+                              f"image(s); got {count}. Send at most {most} (operators can set "
+                              "EASEL_EXTRA_IMAGES=first to render from the first and ignore "
+                              "the rest).", param, "too_many_images")
+        raise bad_request(f"Model '{mid}' takes at most {most} image(s); got {count}.",
+                          param, "too_many_images")
 
     async def _transform(self, params: ImageParams, upload: Uploaded, param: str, base_url: str,
                          ctx: RequestContext) -> dict[str, Any] | StreamingResponse:
@@ -158,12 +174,15 @@ class ImageService:
         ctx.model, ctx.user = params.model.id, params.user
         kind = params.kind
         self._check_count(params, len(upload.images), param)
-        for extra in upload.images[1:]:  # EASEL_EXTRA_IMAGES=first: checked, never decoded
+        used = params.pipeline.images_used
+        for extra in upload.images[used:]:  # EASEL_EXTRA_IMAGES=first: checked, never decoded
             check_format(extra, "image")
         if kind != "edit" and upload.mask is not None:
             raise bad_request("Variations take no 'mask'.", "mask", "unknown_parameter")
         limit = self.settings.max_image_pixels
-        first = await run_in_threadpool(probe, upload.images[0], "image", limit)
+        probed = [await run_in_threadpool(probe, data, "image", limit)
+                  for data in upload.images[:used]]
+        first = probed[0]
         mask = None
         if upload.mask is not None:
             mask = await run_in_threadpool(probe, upload.mask, "mask", limit)
@@ -175,9 +194,9 @@ class ImageService:
                 raise bad_request(f"Invalid 'mask': its size {mask.size[0]}x{mask.size[1]} "
                                   f"does not match the image's {first.size[0]}x"
                                   f"{first.size[1]}.", "mask", "invalid_mask")
-        pixels = first.pixels + (mask.pixels if mask else 0)
+        pixels = sum(p.pixels for p in probed) + (mask.pixels if mask else 0)
         if pixels > self.settings.max_request_pixels:
-            raise bad_request(f"Invalid 'image': the image and mask have {pixels} pixels, more "
+            raise bad_request(f"Invalid 'image': the images and mask have {pixels} pixels, more "
                               f"than the {self.settings.max_request_pixels} one request may "
                               "have decoded.", "image", "image_too_large")
         transparent = kind == "edit" and mask is None and not params.rules.whole_image_edits
@@ -185,8 +204,10 @@ class ImageService:
             raise bad_request("Invalid 'image': without a mask the image must have transparent "
                               "pixels, which mark the area to edit.", "image", "invalid_image")
         private_id = new_job_id()  # inputs never share the public job id: core.jobs.input_key
-        job = params.to_job(new_job_id(), ctx.request_id, private_id=private_id,
-                            image_keys=[input_key(private_id, "image0")],
+        job = params.to_job(ctx.fixed_job_id or new_job_id(), ctx.request_id,
+                            private_id=private_id,
+                            image_keys=[input_key(private_id, f"image{i}")
+                                        for i in range(len(probed))],
                             mask_key=input_key(private_id, "mask") if mask else None)
         ctx.before_enqueue = lambda: self._store_inputs(job, upload, transparent)
         if params.stream:
@@ -197,7 +218,9 @@ class ImageService:
     async def _store_inputs(self, job: RenderJob, upload: Uploaded, transparent: bool) -> None:
         """Decode and store what the admitted job uses, a few uploads at a time in the whole
         gateway: a decoded 4096x4096 image is 64 MB, and a burst must not hold one each."""
-        inputs = [(upload.images[0], "image", job.image_keys[0], transparent)]
+        inputs = [(data, "image", key, transparent and i == 0)
+                  for i, (data, key) in enumerate(zip(upload.images[:len(job.image_keys)],
+                                                      job.image_keys, strict=True))]
         if upload.mask is not None and job.mask_key:
             inputs.append((upload.mask, "mask", job.mask_key, False))
         limit = self.settings.max_image_pixels

@@ -19,6 +19,7 @@ from core.catalog import Catalog, ModelSpec
 from core.errors import OpenAIError, bad_request, model_not_found
 from core.requests import MAX_SEED, WIRE_MODELS, EditJSONRequest, ImageParams, ImageRef
 from core.rules import QUALITY_STEPS, STYLE_GUIDANCE, FamilyRules, Operation
+from service.loras import chosen_loras, json_field
 
 T = TypeVar("T", bound=str)
 MAX_INT_DIGITS = 64  # far past any valid value (a seed has at most 19 digits)
@@ -168,6 +169,8 @@ def read_body(body: Any, catalog: Catalog, kind: Operation, *, form: bool = Fals
         raise bad_request("The request body must be a JSON object.", None, "invalid_type")
     wire = wire or WIRE_MODELS[kind]
     body = {k: v for k, v in body.items() if v != ""}  # an empty field is a field not given
+    if form and isinstance(body.get("loras"), str):  # multipart: the list as JSON text
+        body["loras"] = json_field(body["loras"], "loras")
     unknown = sorted(set(body) - set(wire.model_fields))
     if unknown:
         raise bad_request(f"Unrecognized request argument supplied: {unknown[0]}", unknown[0],
@@ -258,6 +261,10 @@ def apply_rules(req: Any, model: ModelSpec, catalog: Catalog, kind: Operation) -
     guidance = 1.0 if kind == "variation" else pipe.guidance * STYLE_GUIDANCE[style or "vivid"]
     guidance_scale = getattr(req, "guidance_scale", None)
     strength = getattr(req, "strength", None)
+    if strength is not None and pipe.reference_images:
+        raise bad_request(f"Model '{mid}' draws from reference images, not image-to-image: it "
+                          "takes no 'strength' (input_fidelity sets how closely it follows "
+                          "them).", "strength", "unsupported_parameter")
     # A given seed makes the request reproducible: image i uses seed + i.
     base = req.seed if req.seed is not None else secrets.randbelow(2**31)
     return ImageParams(
@@ -268,6 +275,7 @@ def apply_rules(req: Any, model: ModelSpec, catalog: Catalog, kind: Operation) -
         seeds=[(base + i) % (MAX_SEED + 1) for i in range(n)], steps=steps,
         guidance=guidance if guidance_scale is None else guidance_scale,
         strength=strength if strength is not None else (
-            pipe.strength if kind == "variation" else None),
+            pipe.strength if kind == "variation" and not pipe.reference_images else None),
         input_fidelity=fidelity,
-        stream=stream, partial_images=partial_images or 0, scheduler=scheduler, user=req.user)
+        stream=stream, partial_images=partial_images or 0, scheduler=scheduler, user=req.user,
+        loras=chosen_loras(req, catalog, model))

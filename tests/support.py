@@ -168,6 +168,12 @@ def start_worker(env: dict[str, str], name: str) -> subprocess.Popen:
                             env=dict(env, EASEL_NAME=name))
 
 
+def start_webhooks(env: dict[str, str], name: str = "test-webhooks") -> subprocess.Popen:
+    """`easel webhooks`: signs and posts webhook deliveries (env needs EASEL_WEBHOOK_SECRET)."""
+    return subprocess.Popen([sys.executable, "-m", "cli", "webhooks"], cwd=ROOT,
+                            env=dict(env, EASEL_NAME=name))
+
+
 def wait_ready(base_url: str, timeout: float = 90) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -1,10 +1,10 @@
 """Cross-request batching: drain queued jobs that can share one pipeline call.
 
 Jobs are compatible when everything but the prompt and the seeds matches (pipeline, size, steps,
-guidance, negative prompt, scheduler).  Each image keeps its own generator, so its pixels are
-the same whether it was batched or not.  The batched images are parked here per job id; each
-job then runs through RQ's normal `perform_job` (started registry, result, failure) and
-`workers.tasks` picks its images up instead of rendering them again.
+guidance, negative prompt, scheduler, LoRA adapters and their scales).  Each image keeps its own
+generator, so its pixels are the same whether it was batched or not.  The batched images are
+parked here per job id; each job then runs through RQ's normal `perform_job` (started registry,
+result, failure) and `workers.tasks` picks its images up instead of rendering them again.
 """
 
 from __future__ import annotations
@@ -42,7 +42,14 @@ def batch_key(job: RenderJob) -> tuple[Any, ...] | None:
     if job.kind != "generate" or job.partial_images:
         return None  # edits and variations carry their own inputs; n > 1 is already one call
     return (job.pipeline, job.width, job.height, job.steps, job.guidance, job.negative_prompt,
-            job.scheduler)  # one sampler per pipeline call
+            job.scheduler,  # one sampler per pipeline call
+            adapter_set(job))  # and one set of LoRA adapters: never mixed in a batch
+
+
+def adapter_set(job: RenderJob) -> tuple[tuple[str, float], ...]:
+    """The job's LoRA adapters as (name, scale) pairs, sorted: the batch key's part and what
+    the pipeline's `use_adapters` takes."""
+    return tuple(sorted((a.name, a.scale) for a in job.loras))
 
 
 def payload_of(job: Job) -> RenderJob | None:
@@ -119,7 +126,7 @@ def render_batch(loaded: Any, jobs: list[Job]) -> None:
     metrics = runtime.current().metrics
     busy = metrics.rendering(first.pipeline) if metrics is not None else contextlib.nullcontext()
     t0 = time.perf_counter()
-    with busy, loaded.use_scheduler(first.scheduler):
+    with busy, loaded.use_scheduler(first.scheduler), loaded.use_adapters(adapter_set(first)):
         images = rendering.generate_prompts(loaded, prompts, first.negative_prompt, seeds,
                                             first.steps, first.guidance, first.width,
                                             first.height)

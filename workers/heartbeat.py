@@ -11,7 +11,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,9 @@ class Heartbeat:
         self.name = name
         self.queue_names = queue_names
         self.failed = dict(failed or {})  # pipelines that failed to load -> why (readiness)
+        # More of the beat's payload: resident pipelines and the ones unloaded on purpose
+        # (workers.control.follow), for /readyz, /v1/models and the admin API.
+        self.report: Callable[[], dict[str, Any]] = dict
         self.timings = timings or Timings()
         self._entries: list[tuple[str, str]] = []  # (registry key, execution composite key)
         self._rendering = 0  # images inside a pipeline call right now
@@ -83,6 +86,10 @@ class Heartbeat:
         except Exception as exc:
             log.debug("could not deregister: %s", exc)
 
+    def beat_soon(self) -> None:
+        """Announce a change (pipelines loaded or unloaded) now, not one heartbeat later."""
+        self._beat_now()
+
     def _beat_now(self) -> None:
         """A beat from the job's own thread: Redis being away must not fail the job (the
         heartbeat thread keeps trying, and RQ reconnects the main loop)."""
@@ -96,7 +103,8 @@ class Heartbeat:
             entries = list(self._entries)
             rendering = self._rendering
         liveness.beat(self.redis, self.name, self.queue_names, self.timings.liveness_ttl,
-                      {"busy": bool(entries), "rendering": rendering, "failed": self.failed})
+                      {"busy": bool(entries), "rendering": rendering, "failed": self.failed,
+                       **self.report()})
         if not entries:
             return
         expiry = time.time() + self.timings.liveness_ttl

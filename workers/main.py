@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -12,17 +13,21 @@ from rq.serializers import JSONSerializer
 
 from core import liveness
 from core.allowed_jobs import EaselJob
-from core.catalog import load_catalog
+from core.catalog import Catalog, PipelineSpec, load_catalog
+from core.jobs import batch_queue
 from core.logs import setup_logging
 from core.redis_checks import check_redis_policy, wait_for_redis
 from core.settings import WorkerSettings
 from core.storage import make_storage
 from core.telemetry import record_start
 from workers import runtime
+from workers.control import ControlThread, follow
 from workers.finishing import finisher
 from workers.heartbeat import Heartbeat, Timings
 from workers.loading import idle_with_failures, load_all
 from workers.metrics import WorkerMetrics, start_metrics_server
+from workers.priority_queue import PriorityQueue
+from workers.residency import Residency
 from workers.worker import EaselWorker
 
 log = logging.getLogger("easel.worker")
@@ -65,39 +70,57 @@ def run(settings: WorkerSettings) -> None:
         raise SystemExit(f"unknown pipelines {unknown}; the catalog has {list(catalog.pipelines)}")
     tuning = Tuning(settings.channels_last, settings.compile, settings.vae_tiling,
                     settings.vae_slicing, settings.cpu_offload)
+    def load(spec: PipelineSpec, catalog: Catalog) -> Any:
+        """A pipeline with its catalog adapters (LoRA, docs/models.md) preloaded."""
+        loaded = load_pipeline(spec, settings.device, settings.dtype, tuning)
+        loaded.attach_adapters(catalog.adapters_of(spec.name), settings.adapter_memory_mb * 2**20)
+        return loaded
+
     pipelines, failed = load_all(
-        [catalog.pipelines[n] for n in names],
-        lambda spec: load_pipeline(spec, settings.device, settings.dtype, tuning),
+        [catalog.pipelines[n] for n in names], lambda spec: load(spec, catalog),
         settings.memory_budget_mb)
     names = list(pipelines)
     storage = make_storage(settings)
     metrics = WorkerMetrics(device=settings.device)
     metrics.pipelines_loaded({n: p.load_seconds for n, p in pipelines.items()})
+    for pipeline_name, loaded in pipelines.items():
+        metrics.resident.labels(pipeline_name).set(loaded.weight_bytes())
     metrics.info.info({"device": settings.device, "dtype": settings.dtype,
                        "pipelines": ",".join(names), "threads": str(settings.threads),
                        "torch": str(torch.__version__)})
     storage.on_error = metrics.storage_failed
-    runtime.install(runtime.Runtime(settings, pipelines, storage, metrics))
+    residency = Residency(catalog, load, pipelines, failed, metrics)
+    runtime.install(runtime.Runtime(settings, pipelines, storage, metrics, residency))
     # Certificates, key and classifier are checked now, not at the first job's end.
     log.info("provenance: %s", finisher(settings).describe())
     redis = Redis.from_url(settings.redis_url)
     wait_for_redis(redis)
     check_redis_policy(redis)
-    queues = [catalog.pipelines[n].queue for n in names]
+    # Live queues first, then their batch twins: RQ takes queues in order, so batch work runs
+    # only while no live job waits (core.jobs.batch_queue).
+    live = [catalog.pipelines[n].queue for n in names]
+    queues = live + [batch_queue(q) for q in live]
     name = liveness.process_name(base_name)
     if not queues:  # nothing loaded: say so in the heartbeat, and wait to be stopped
         idle_with_failures(Heartbeat(redis, name, [], Timings.of(settings), failed))
         return
     # EaselJob: a job naming anything but Easel's render task is refused, never imported.
     worker = EaselWorker(queues, name=name, connection=redis, serializer=JSONSerializer,
-                         job_class=EaselJob)
+                         job_class=EaselJob, queue_class=PriorityQueue)
     worker.outcome_ttl = settings.outcome_ttl_seconds
     # Beats get their own client: RQ raises the worker pool's socket_timeout to 415 s (for BLPOP),
     # and a beat stuck that long on a dead link keeps a returning worker looking dead.
     beats = Redis.from_url(settings.redis_url, socket_timeout=2 * settings.heartbeat_seconds,
                            socket_connect_timeout=2 * settings.heartbeat_seconds)
     worker.liveness = Heartbeat(beats, name, queues, Timings.of(settings), failed)
+    follow(worker, worker.liveness, residency)  # the heartbeat reports resident pipelines
+    residency.on_change = lambda: follow(worker, worker.liveness, residency)
     worker.liveness.start()
+    # Admin commands (load, unload, reload the catalog) and idle unloading: workers.control.
+    controls = ControlThread(
+        Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5), name,
+        residency, lambda: load_catalog(settings.models_file), settings.idle_unload_seconds)
+    controls.start()
     worker.max_batch_images = settings.max_batch_images
     worker.max_batch_wait = settings.max_batch_wait_ms / 1000
     worker.push_exc_handler(metrics.job_failed)
@@ -108,4 +131,5 @@ def run(settings: WorkerSettings) -> None:
     try:
         worker.work(logging_level="WARNING")
     finally:
+        controls.stop()
         worker.liveness.stop()

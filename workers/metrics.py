@@ -66,6 +66,11 @@ class WorkerMetrics:
                                     ["pipeline"], buckets=WAIT_BUCKETS, registry=r)
         self.model_load = Gauge("easel_model_load_seconds", "Time this worker took to load a "
                                 "pipeline at start", ["pipeline"], registry=r)
+        self.loads = Counter("easel_pipeline_loads_total", "Pipeline loads on this worker after "
+                             "its start (admin API, waking from idle unload)", ["pipeline"],
+                             registry=r)
+        self.resident = Gauge("easel_pipeline_resident_bytes", "Weights of the pipelines this "
+                              "worker holds in memory (0: unloaded)", ["pipeline"], registry=r)
         # Busy, busy seconds and running jobs: around the real pipeline call (workers.gauges).
         self.work = WorkState()
         r.register(self.work)
@@ -112,6 +117,15 @@ class WorkerMetrics:
                 histogram.labels(name)
             for status in STATUSES:
                 self.jobs.labels(name, status)
+
+    def pipeline_loaded(self, name: str, seconds: float, weight_bytes: int) -> None:
+        """A pipeline loaded at run time (admin API, or waking from idle)."""
+        self.pipelines_loaded({name: seconds})
+        self.loads.labels(name).inc()
+        self.resident.labels(name).set(weight_bytes)
+
+    def pipeline_unloaded(self, name: str) -> None:
+        self.resident.labels(name).set(0)
 
     def job_started(self, pipeline: str, rq_job: Any | None) -> None:
         if rq_job is None:

@@ -19,6 +19,13 @@ class Runtime:
     pipelines: dict[str, Any]  # name -> models.loading.LoadedPipeline
     storage: LocalStorage | S3Storage
     metrics: Any = None  # workers.metrics.WorkerMetrics; None where no worker process runs
+    residency: Any = None  # workers.residency.Residency: loads, unloads, idle sleep
+
+    def pipeline(self, name: str) -> Any:
+        """The resident pipeline for a job (an asleep one is loaded first), or None."""
+        if self.residency is not None:
+            return self.residency.wake(name)
+        return self.pipelines.get(name)
 
 
 _current: Runtime | None = None

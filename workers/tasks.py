@@ -67,7 +67,8 @@ def _run(loaded: Any, job: RenderJob,
         return batched, batching.render_seconds(job.job_id) or 0.0, True
     t0 = time.perf_counter()
     with rt.metrics.rendering(job.pipeline) if rt.metrics else contextlib.nullcontext(), \
-            loaded.use_scheduler(job.scheduler):
+            loaded.use_scheduler(job.scheduler), \
+            loaded.use_adapters(batching.adapter_set(job)):
         images = _call(loaded, job, rt)
     return images, time.perf_counter() - t0, False
 
@@ -78,20 +79,20 @@ def _call(loaded: Any, job: RenderJob, rt: runtime.Runtime) -> list[Image.Image]
         return rendering.generate_prompts(loaded, [job.prompt] * job.n, job.negative_prompt,
                                           job.seeds, job.steps, job.guidance, job.width,
                                           job.height, job.partial_images, on_partial)
-    image = _load(rt, job.image_keys[0])
+    images = [_load(rt, key) for key in job.image_keys]
     if job.kind == "variation":
         return rendering.vary(loaded, job.seeds, job.steps, job.guidance, job.width, job.height,
-                              image, job.strength or loaded.spec.strength)
+                              images[0], job.strength or loaded.spec.strength)
     mask = _load(rt, job.mask_key) if job.mask_key else None
     return rendering.edit(loaded, job.prompt, job.negative_prompt, job.seeds, job.steps,
-                          job.guidance, job.width, job.height, image, mask, job.strength,
+                          job.guidance, job.width, job.height, images, mask, job.strength,
                           job.partial_images, on_partial, job.input_fidelity)
 
 
 def render(payload: dict[str, Any]) -> dict[str, Any]:
     job = RenderJob.model_validate(payload)
     rt = runtime.current()
-    loaded = rt.pipelines.get(job.pipeline)
+    loaded = rt.pipeline(job.pipeline)
     if loaded is None:
         raise RuntimeError(f"this worker does not serve pipeline {job.pipeline!r}")
     if rt.metrics is not None:

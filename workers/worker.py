@@ -17,7 +17,7 @@ from rq import SimpleWorker
 from rq.registry import StartedJobRegistry
 from rq.worker import WorkerStatus
 
-from core.jobs import Outcome, publish_outcome
+from core.jobs import Outcome, is_batch_queue, publish_outcome
 from core.storage import StorageError
 from workers import batching, runtime
 from workers.heartbeat import Heartbeat
@@ -26,6 +26,14 @@ log = logging.getLogger("easel.worker")
 GENERIC_FAILURE = ("the model could not render this request (the server log has the details, "
                    "under this request's id)")
 STORAGE_FAILURE = "image storage was unavailable while saving the result; try again shortly"
+
+
+def _residency() -> Any:
+    """This process's workers.residency.Residency, or None (no runtime installed)."""
+    try:
+        return runtime.current().residency
+    except RuntimeError:
+        return None
 
 
 def _metrics() -> Any:
@@ -41,8 +49,21 @@ class EaselWorker(SimpleWorker):
     max_batch_images = 8
     max_batch_wait = 0.01  # seconds to wait for more compatible jobs after taking one
     liveness: Heartbeat | None = None  # not `heartbeat`: RQ has a method of that name
+    # Longest wait for a job in one dequeue: RQ re-reads the worker's queues between waits, so
+    # a pipeline loaded or unloaded at run time (workers.control) is followed within it.
+    poll_seconds = 1
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return self.poll_seconds
+
+    @property
+    def connection_timeout(self) -> int:
+        return max(1, self.worker_ttl - 15) + 10  # RQ's own: a Redis stall must not end us
 
     def execute_job(self, job: Any, queue: Any) -> None:
+        if self._hand_back(job, queue):
+            return
         try:
             self._execute_job(job, queue)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -60,6 +81,21 @@ class EaselWorker(SimpleWorker):
                     time.sleep(delay)
                     delay = min(delay * 2, 5.0)
             log.warning("Redis is back; serving again")
+
+    def _hand_back(self, job: Any, queue: Any) -> bool:
+        """A job taken from a queue this worker stopped serving a moment ago (its pipeline was
+        unloaded during the dequeue): back to the front of its queue, for another worker."""
+        residency = _residency()
+        payload = batching.payload_of(job) if residency is not None else None
+        if payload is None or payload.pipeline in residency.served():
+            return False
+        with self.connection.pipeline() as pipe:
+            pipe.lrem(queue.intermediate_queue_key, 0, job.id)
+            pipe.lpush(queue.key, job.id)
+            pipe.execute()
+        log.info("job %s: pipeline %s is no longer served here; handed back to its queue",
+                 job.id, payload.pipeline, extra={"job_id": job.id})
+        return True
 
     def _execute_job(self, job: Any, queue: Any) -> None:
         """Run `job` plus compatible queued jobs as one pipeline call, and pipeline the batches:
@@ -98,6 +134,8 @@ class EaselWorker(SimpleWorker):
         """Claim and start denoising the next batch unless stopping or nothing fits."""
         if self._stop_requested or not batching.batchable(batch[0]):
             return ([], []), None
+        if is_batch_queue(queue.name) and self._live_waiting():
+            return ([], []), None  # back to RQ's dequeue, which takes live queues first
         following = batching.claim_next(queue, self.max_batch_images, self.serializer)
         if not following:
             return ([], []), None
@@ -107,6 +145,10 @@ class EaselWorker(SimpleWorker):
                                   name="easel-next-batch")
         thread.start()
         return (following, next_executions), thread
+
+    def _live_waiting(self) -> bool:
+        """Whether a live request waits in one of this worker's live queues."""
+        return any(q.count > 0 for q in self.queues if not is_batch_queue(q.name))
 
     def _start(self, jobs: list[Any]) -> list[Any]:
         """Mark jobs started before their pipeline call, as RQ's perform_job would (status,
@@ -135,7 +177,7 @@ class EaselWorker(SimpleWorker):
             head = batching.payload_of(batch[0])
             if head is not None:
                 with self._rendering(sum(p.n for p in map(batching.payload_of, batch) if p)):
-                    batching.render_batch(runtime.current().pipelines[head.pipeline], batch)
+                    batching.render_batch(runtime.current().pipeline(head.pipeline), batch)
         except Exception:
             log.exception("batched call failed; running %d job(s) one by one", len(batch))
             batching.discard(batch)

@@ -25,6 +25,9 @@ class ModelFamily:
     # Image-to-image takes `width`/`height` (SD3, FLUX); without them it renders at the model's
     # default size (1024 px) whatever the input's. SD/SDXL take no size: the input's is used.
     img2img_size: bool = False
+    # Edits and variations condition on a list of reference images (the text-to-image call's
+    # `image`), not image-to-image or inpainting: FLUX.2.
+    references: bool = False
 
     def size_multiple(self, pipe: Any) -> int:
         """Render sizes must be multiples of this: the VAE's downsampling times the latent
@@ -61,6 +64,27 @@ class ModelFamily:
                 vae.to(torch.float16)
 
 
+@dataclass(frozen=True)
+class Flux2Family(ModelFamily):
+    """FLUX.2: 2x2 latent patches, normalised by the VAE's batch-norm statistics, packed row by
+    row into tokens; previews undo that the way the pipeline does before its own decode."""
+
+    def size_multiple(self, pipe: Any) -> int:
+        return int(pipe.vae_scale_factor * 2)
+
+    def decode(self, pipe: Any, latents: Any, width: int, height: int) -> Any:
+        import torch
+
+        rows, cols = height // self.size_multiple(pipe), width // self.size_multiple(pipe)
+        tokens = latents.reshape(latents.shape[0], rows, cols, -1).permute(0, 3, 1, 2)
+        bn, eps = pipe.vae.bn, pipe.vae.config.batch_norm_eps
+        mean = bn.running_mean.view(1, -1, 1, 1).to(tokens)
+        std = torch.sqrt(bn.running_var.view(1, -1, 1, 1) + eps).to(tokens)
+        with torch.no_grad():
+            spatial = pipe._unpatchify_latents(tokens * std + mean)
+            return pipe.vae.decode(spatial.to(pipe.vae.dtype)).sample
+
+
 SD = ModelFamily("sd", ("StableDiffusionPipeline",))  # SD 1.x and 2.x
 SDXL = ModelFamily("sdxl", ("StableDiffusionXLPipeline",), upcast_vae=True)
 SD3 = ModelFamily("sd3", ("StableDiffusion3Pipeline",), img2img_size=True)
@@ -68,7 +92,10 @@ SD3 = ModelFamily("sd3", ("StableDiffusion3Pipeline",), img2img_size=True)
 # negative prompt would need `true_cfg_scale` and twice the compute, so it is not passed.
 FLUX = ModelFamily("flux", ("FluxPipeline",), negative_prompt=False, packed_latents=True,
                    img2img_size=True)
-FAMILIES = (SD, SDXL, SD3, FLUX)
+# FLUX.2 [dev] and [klein]: several reference images per edit (catalog `reference_images`).
+FLUX2 = Flux2Family("flux2", ("Flux2KleinPipeline", "Flux2Pipeline"), negative_prompt=False,
+                    packed_latents=True, references=True)
+FAMILIES = (SD, SDXL, SD3, FLUX, FLUX2)
 
 
 def family_of(pipe: Any) -> ModelFamily:

@@ -86,3 +86,14 @@ def check(image: Image.Image, scene: Scene) -> bool:
         (fa,), (fb,) = got[a.colour], got[b.colour]
         return relation_holds(scene.relation, (fa.cx, fa.cy), (fb.cx, fb.cy))
     return True
+
+
+def hollowness(image: Image.Image) -> float:
+    """How hollow the drawn shapes are: the white share of the area the shapes enclose (their
+    coloured pixels with the holes filled). ~0 for the base model's filled shapes; outlined
+    shapes (the shipped `outline` LoRA adapter) score well above. 0 for a blank image."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    coloured = (rgb.max(axis=-1) - rgb.min(axis=-1) > 60) | (rgb.max(axis=-1) < 160)
+    enclosed = ndimage.binary_fill_holes(coloured)
+    area = int(enclosed.sum())
+    return 0.0 if area == 0 else 1.0 - int(coloured.sum()) / area

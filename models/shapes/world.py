@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -155,21 +156,30 @@ def sample_scene(rng: random.Random, kind: str, held_out: bool = False) -> Scene
         return Scene(f"a {c1} {s1} {rel} a {c2} {s2}", kind, (a, b), relation=rel)
 
 
-def render(scene: Scene, size: int = 64, supersample: int = 4) -> Image.Image:
-    """Draw the scene on white at `size` px, anti-aliased by drawing large and downsampling."""
+def render(scene: Scene, size: int = 64, supersample: int = 4,
+           outline: float = 0.0) -> Image.Image:
+    """Draw the scene on white at `size` px, anti-aliased by drawing large and downsampling.
+
+    `outline`: draw every shape as an outline this many output pixels wide, white inside (the
+    style the shipped LoRA adapter learns, models/shapes/train_lora.py; the base model only
+    draws filled shapes)."""
     big = size * supersample
     img = Image.new("RGB", (big, big), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     for o in scene.objects:
         r = o.d * big / 2
         cx, cy = o.cx * big, o.cy * big
-        fill = PALETTE[o.colour]
+        colour = PALETTE[o.colour]
+        paint: dict[str, Any] = {"fill": colour}
+        if outline:
+            paint = {"fill": (255, 255, 255), "outline": colour,
+                     "width": round(outline * supersample)}
         if o.shape == "circle":
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), **paint)
         elif o.shape == "square":
-            draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=fill)
+            draw.rectangle((cx - r, cy - r, cx + r, cy + r), **paint)
         else:
-            draw.polygon([(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)], fill=fill)
+            draw.polygon([(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)], **paint)
     return img.resize((size, size), Image.Resampling.BOX)
 
 
@@ -177,14 +187,14 @@ def render(scene: Scene, size: int = 64, supersample: int = 4) -> Image.Image:
 DEFAULT_MIX = (0.15, 0.2, 0.35, 0.3)
 
 
-def render_batch(seed: int, count: int, size: int = 64,
-                 mix: tuple[float, ...] = DEFAULT_MIX) -> tuple[np.ndarray, list[str]]:
+def render_batch(seed: int, count: int, size: int = 64, mix: tuple[float, ...] = DEFAULT_MIX,
+                 outline: float = 0.0) -> tuple[np.ndarray, list[str]]:
     """`count` training images (uint8, N x size x size x 3) and captions, from `seed`."""
     rng = random.Random(seed)
     images = np.empty((count, size, size, 3), dtype=np.uint8)
     captions: list[str] = []
     for i in range(count):
         scene = sample_scene(rng, rng.choices(KINDS, weights=mix)[0])
-        images[i] = np.asarray(render(scene, size))
+        images[i] = np.asarray(render(scene, size, outline=outline))
         captions.append(scene.caption)
     return images, captions

@@ -28,8 +28,26 @@ def test_rules_of_a_model_drop_what_its_pipeline_cannot_do() -> None:
     model = catalog.models["gpt-image-1"]
     assert "transparent" in model.family.backgrounds
     assert catalog.rules_of(model).backgrounds == ("opaque", "auto")
-    with_it = load_catalog(None)
+    with_it = load_catalog(None).with_extra_images("first")
     assert with_it.rules_of(with_it.models["gpt-image-1"]) == FAMILIES["gpt-image"]
+
+
+def test_rules_say_how_many_images_the_pipeline_uses() -> None:
+    """An edit's image limit is what the pipeline draws from, unless the operator accepts more
+    and renders from the first (EASEL_EXTRA_IMAGES=first); never above the family's own."""
+    catalog = load_catalog(None)
+    gpt, dalle3 = catalog.models["gpt-image-1"], catalog.models["dall-e-3"]
+    assert catalog.rules_of(gpt).max_images == 1  # image-to-image from one image
+    assert catalog.with_extra_images("first").rules_of(gpt).max_images == 16
+    assert catalog.rules_of(dalle3).max_images == 0  # no edits at all
+    raw = tomllib.loads(DEFAULT_CATALOG_TOML)
+    raw["pipelines"]["shapes"]["reference_images"] = 4
+    references = parse_catalog(raw)
+    assert references.rules_of(references.models["gpt-image-1"]).max_images == 4
+    assert references.rules_of(references.models["dall-e-2"]).max_images == 1  # the family's
+    raw["pipelines"]["shapes"]["reference_images"] = 17
+    with pytest.raises(CatalogError, match=r"\[pipelines.shapes\]: reference_images must be 0"):
+        parse_catalog(raw)
 
 
 def test_default_model() -> None:

@@ -191,13 +191,46 @@ def test_published_ports_listen_on_loopback_unless_the_operator_opts_in() -> Non
     assert documented()["EASEL_BIND"] == "127.0.0.1"
 
 
+def test_loadable_by_docker_compose_1_29() -> None:
+    """Debian's docker-compose 1.29 (scripts/container-smoke.sh) refuses a top-level `name` and
+    inline config `content`, and ignores file-based configs outside a swarm: .env.example names
+    the project, and files the services read are bind-mounted read-only."""
+    data = compose()
+    assert "name" not in data and "configs" not in data
+    assert documented()["COMPOSE_PROJECT_NAME"] == "easel"
+    for name, service in data["services"].items():
+        assert "configs" not in service, name
+        for volume in service.get("volumes", []):
+            if str(volume).startswith("./"):
+                source = str(volume).split(":")[0]
+                assert (ROOT / source).exists() and str(volume).endswith(":ro"), (name, volume)
+
+
+def test_debian_docker_compose_1_29_loads_it(tmp_path: Path) -> None:
+    """`docker-compose config` as Debian ships it (apt-get install docker-compose), both profiles,
+    from an .env.example with its secrets filled in."""
+    import shutil
+
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose (Debian's 1.29) is not installed")
+    env_file = tmp_path / ".env"
+    secrets = {name: "0123abcd" * 4 for name in SECRETS}
+    env_file.write_text("".join(f"{name}={secrets.get(name, value)}\n"
+                                for name, value in documented().items()))
+    out = subprocess.run([binary, "-f", str(COMPOSE), "--env-file", str(env_file), "--profile",
+                          "cpu", "--profile", "gpu", "config", "-q"],
+                         capture_output=True, text=True, timeout=60,
+                         env={"PATH": os.environ["PATH"]})
+    assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+
+
 def test_redis_requires_its_password_everywhere() -> None:
     data = compose()
     redis = data["services"]["redis"]
-    conf = next(c for c in redis["configs"] if c["source"] == "redis-auth")
-    words = command_words(redis)
-    assert words[:2] == ["redis-server", conf["target"]]  # the password is not in argv
-    assert "requirepass ${REDIS_PASSWORD:?" in data["configs"]["redis-auth"]["content"]
+    assert "./deploy/redis-start.sh:/redis-start.sh:ro" in redis["volumes"]
+    assert redis["entrypoint"] == ["sh", "/redis-start.sh"]
+    assert "requirepass" not in command_words(redis)  # the password is not in argv
     assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD:?")
     url = data["x-easel-env"]["EASEL_REDIS_URL"]
     assert url.startswith("redis://:${REDIS_PASSWORD:?")
@@ -207,42 +240,67 @@ def test_redis_requires_its_password_everywhere() -> None:
 
 
 def test_compose_redis_command_refuses_clients_without_the_password(tmp_path: Path) -> None:
-    """The bundled Redis's own command line and config file, run by the local redis-server."""
+    """The bundled Redis's start script and command line, run by the local redis-server; the
+    image's docker-entrypoint.sh (which drops to the redis user) is a pass-through here."""
     import shutil
 
+    import psutil
     from redis import Redis
     from redis.exceptions import AuthenticationError, ResponseError
 
     from tests.support import free_port, stop, wait_port
 
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    data = yaml.safe_load(interpolate(COMPOSE.read_text().replace(
-        "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}", "0123abcd" * 4)))
-    conf = tmp_path / "easel.conf"
-    conf.write_text(data["configs"]["redis-auth"]["content"])
-    words = command_words(data["services"]["redis"])
+    shim = tmp_path / "bin" / "docker-entrypoint.sh"
+    shim.parent.mkdir()
+    shim.write_text('#!/bin/sh\nexec "$@"\n')
+    shim.chmod(0o755)
+    password = "0123abcd" * 4
+    data = yaml.safe_load(interpolate(COMPOSE.read_text()))
+    redis = data["services"]["redis"]
+    env = {"REDISCLI_AUTH": password, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}"}
     port = free_port()
-    proc = subprocess.Popen([binary, str(conf), *words[2:], "--port", str(port), "--bind",
-                             "127.0.0.1", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(["sh", str(ROOT / "deploy/redis-start.sh"), *command_words(redis),
+                             "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)],
+                            env=env, stdout=subprocess.DEVNULL)
     try:
         wait_port(port, proc=proc)
+        argv = psutil.Process(proc.pid).cmdline()  # exec all the way: the same process
+        assert "redis-server" in argv[0] and not any(password in word for word in argv), argv
         with pytest.raises((AuthenticationError, ResponseError)):
             Redis(port=port).ping()
-        assert Redis(port=port, password="0123abcd" * 4).ping()
+        assert Redis(port=port, password=password).ping()
     finally:
         stop(proc)
 
 
+def seaweedfs_identity(**env: str) -> dict[str, Any]:
+    """The identity file deploy/s3-start.sh writes for SeaweedFS, from the `s3` service's
+    environment as compose fills it in (the secret: a stand-in) plus `env`."""
+    data = yaml.safe_load(interpolate(COMPOSE.read_text()))
+    env = {**data["services"]["s3"]["environment"], "PATH": os.environ["PATH"], **env}
+    out = subprocess.run(["sh", str(ROOT / "deploy/s3-start.sh"), "identity"], env=env,
+                         capture_output=True, text=True, timeout=30, check=True)
+    return dict(json.loads(out.stdout))
+
+
 def test_seaweedfs_identity_is_least_privilege() -> None:
     """Easel's S3 key may read, write, list and tag its own bucket's objects, nothing more."""
-    data = yaml.safe_load(interpolate(COMPOSE.read_text()))
-    identities = json.loads(data["configs"]["seaweedfs-s3"]["content"])["identities"]
+    data = compose()
+    s3 = data["services"]["s3"]
+    assert "./deploy/s3-start.sh:/s3-start.sh:ro" in s3["volumes"]
+    assert s3["entrypoint"] == ["sh", "/s3-start.sh"]
+    for key in ("EASEL_S3_ACCESS_KEY_ID", "EASEL_S3_SECRET_ACCESS_KEY", "EASEL_S3_BUCKET"):
+        assert s3["environment"][key] == data["x-easel-env"][key], key  # the key Easel signs with
+    identities = seaweedfs_identity(EASEL_S3_SECRET_ACCESS_KEY="s" * 32)["identities"]
     assert len(identities) == 1
+    assert identities[0]["credentials"] == [{"accessKey": "easel", "secretKey": "s" * 32}]
     assert sorted(identities[0]["actions"]) == ["List:easel", "Read:easel", "Tagging:easel",
                                                "Write:easel"]
-    assert "Admin" not in COMPOSE.read_text().split("seaweedfs-s3:", 1)[1]
+    code = [line for line in (ROOT / "deploy/s3-start.sh").read_text().splitlines()
+            if not line.lstrip().startswith("#")]
+    assert "Admin" not in "\n".join(code)
     svc = services()
     assert svc["s3-init"]["depends_on"]["s3-bucket"]["condition"] == \
         "service_completed_successfully"
@@ -276,3 +334,20 @@ def test_grafana_provisioning_matches_the_mounts() -> None:
     assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
     assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
     assert (ROOT / "deploy/grafana/dashboards/easel.json").exists()
+
+
+def test_the_webhooks_service_gets_its_settings_and_no_storage_secret() -> None:
+    """`easel webhooks` signs deliveries: it gets the secret; the gateway never does, and the
+    deliverer gets no S3 credentials (it needs no storage)."""
+    from core.settings import GatewaySettings, WebhookSettings
+
+    svc = services()
+    env = svc["webhooks"]["environment"]
+    webhook = {f"EASEL_{f.upper()}" for f in WebhookSettings.model_fields if "webhook" in f}
+    assert webhook <= set(env)
+    assert env["EASEL_REDIS_URL"] == compose()["x-easel-env"]["EASEL_REDIS_URL"]
+    assert "EASEL_S3_SECRET_ACCESS_KEY" not in env
+    assert "EASEL_WEBHOOK_SECRET" not in svc["gateway"]["environment"]
+    assert "webhook_secret" not in GatewaySettings.model_fields
+    assert documented()["EASEL_WEBHOOK_SECRET"] == ""
+    assert svc["webhooks"]["healthcheck"]["test"][-3:] == ["easel", "webhooks", "--check"]

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from core.settings import CommonSettings
 from core.storage import EXPIRY_RULE_ID, S3Storage, make_storage
-from tests.deploy.test_compose import COMPOSE, interpolate
+from tests.deploy.test_compose import seaweedfs_identity
 from tests.support import ROOT, SeaweedS3
 
 yaml = pytest.importorskip("yaml")
@@ -27,8 +27,7 @@ BUCKET = "easel"  # compose's default EASEL_S3_BUCKET
 
 
 def _compose_actions() -> list[str]:
-    data = yaml.safe_load(interpolate(COMPOSE.read_text()))
-    return list(json.loads(data["configs"]["seaweedfs-s3"]["content"])["identities"][0]["actions"])
+    return list(seaweedfs_identity()["identities"][0]["actions"])
 
 
 @pytest.fixture(scope="module")

@@ -509,23 +509,43 @@ def test_wrong_key_shows_the_api_message(browser: Browser, keyed: Gateway) -> No
 @pytest.mark.skipif(os.environ.get("EASEL_UPDATE_DOCS") != "1",
                     reason="set EASEL_UPDATE_DOCS=1 to re-render docs/playground.png")
 @pytest.mark.browser
-def test_docs_screenshot(page: Page) -> None:
-    page.set_viewport_size({"width": 1280, "height": 800})
-    generate(page, "a red circle to the left of a blue square", size="256x256", steps="",
-             seed=os.environ.get("EASEL_DOCS_SEED", "13"), n="3")
+def test_docs_screenshot(browser: Browser, stack: Stack) -> None:
+    """Three results and, first, a request still in flight (held at a preview)."""
+    page, errors = open_page(browser, stack.base_url, (1280, 800), scripts=(HOLD_COMPLETED,))
+    page.get_by_test_id("prompt").fill("a red circle to the left of a blue square")
+    page.select_option("#size", "256x256")
+    page.fill("#n", "3")
+    page.click("details.advanced summary")
+    page.get_by_test_id("seed").fill(os.environ.get("EASEL_DOCS_SEED", "13"))
+    page.get_by_test_id("generate").click()
+    expect(page.get_by_test_id("result-image")).to_have_count(3, timeout=RENDER_MS)
+    page.get_by_test_id("prompt").fill("a purple circle above a cyan triangle")
+    page.fill("#n", "1")
+    page.get_by_test_id("seed").fill("")
+    page.get_by_test_id("generate").click()
+    page.wait_for_function("() => window.__events.some(e => !e.endsWith('.partial_image'))",
+                           timeout=RENDER_MS)
     page.evaluate("document.querySelector('details.advanced').open = false")
-    page.evaluate("window.scrollTo(0, 0)")
+    page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
     page.screenshot(path=str(ROOT / "docs" / "playground.png"))
+    page.evaluate("window.__release()")
+    expect(page.get_by_test_id("result-image")).to_have_count(4, timeout=RENDER_MS)
+    page.context.close()
+    assert errors == []
 
 
 def test_static_files_stay_inside_the_folder(stack: Stack) -> None:
     r = httpx.get(f"{stack.base_url}/")
     assert r.status_code == 200 and 'data-testid="prompt"' in r.text
     assert "default-src 'self'" in r.headers["content-security-policy"]
-    js = httpx.get(f"{stack.base_url}/static/app.js")
+    assert '<script type="module" src="/static/js/main.js">' in r.text
+    js = httpx.get(f"{stack.base_url}/static/js/main.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert "default-src 'self'" in js.headers["content-security-policy"]
     for bad in ("../pages.py", "..%2Fpages.py", "%2e%2e%2fpages.py", "..%5Cpages.py",
-                ".hidden", "missing.js", "index.html%00.js"):
+                ".hidden", "missing.js", "index.html%00.js", "js/..%2Fstyle.css",
+                "js/%2e%2e%2fstyle.css", "js/..%2F..%2Fpages.py", "js/missing.js",
+                "js/.hidden.js", "js/js", "app.js"):
         r = httpx.get(f"{stack.base_url}/static/{bad}")
         assert r.status_code == 404, bad
         assert r.json()["error"]["code"] in ("not_found", None), bad

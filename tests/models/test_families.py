@@ -218,7 +218,7 @@ def test_edit_with_a_mask_keeps_the_rest(loaded: LoadedPipeline) -> None:
     mask.paste((0, 0, 0, 0), (32, 32, 56, 56))  # redraw this square only
     got, on_partial = _collector()
     images = rendering.edit(loaded, "a green circle", "blurry", [1, 2], 2, 3.5, NATIVE, NATIVE,
-                            picture, mask, None, partials=2, on_partial=on_partial)
+                            [picture], mask, None, partials=2, on_partial=on_partial)
     original = _arrays([picture])[0]
     outside = np.ones((NATIVE, NATIVE), bool)
     outside[32:56, 32:56] = False  # the seam is blended just inside the square, not outside
@@ -231,8 +231,8 @@ def test_edit_with_a_mask_keeps_the_rest(loaded: LoadedPipeline) -> None:
 
 def test_edit_without_transparency_is_image_to_image(loaded: LoadedPipeline) -> None:
     got, on_partial = _collector()
-    images = rendering.edit(loaded, "a cat", None, [1, 2], 4, 3.5, NATIVE, NATIVE, _picture(),
-                            None, 0.75, partials=2, on_partial=on_partial)
+    images = rendering.edit(loaded, "a cat", None, [1, 2], 4, 3.5, NATIVE, NATIVE,
+                            [_picture()], None, 0.75, partials=2, on_partial=on_partial)
     assert [im.size for im in images] == [(NATIVE, NATIVE)] * 2
     assert "Img2Img" in type(loaded.img2img).__name__
     a, b = _arrays(images)

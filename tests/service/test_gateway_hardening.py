@@ -185,7 +185,7 @@ def test_docs_load_nothing_from_other_origins(tmp_path: Path) -> None:
         assert len(r.content) > 1000
         assert f"/docs/assets/{asset}" in _call(app, "GET", "/docs").text + _call(
             app, "GET", "/redoc").text
-    for bad in ("../static/app.js", "core.py", "%2e%2e%2fstatic%2fapp.js"):
+    for bad in ("../static/style.css", "core.py", "%2e%2e%2fstatic%2fstyle.css"):
         assert _call(app, "GET", f"/docs/assets/{bad}").status_code == 404
 
 

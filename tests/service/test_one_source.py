@@ -59,7 +59,7 @@ def test_deleting_a_size_changes_every_view_together(tmp_path: Path,
 def test_the_playground_reads_the_rules_from_v1_models() -> None:
     """No family table of its own and no guessing from ids (tests/e2e/test_playground.py shows
     its options following an altered /v1/models in a browser)."""
-    script = (ROOT / "service" / "static" / "app.js").read_text()
+    script = "\n".join(p.read_text() for p in (ROOT / "service" / "static" / "js").glob("*.js"))
     assert "FAMILIES" not in script
     assert "'gpt-image" not in script and "'dall-e" not in script  # no ids, no id prefixes
     assert "api('/v1/models')" in script and "m.easel?.rules" in script
