@@ -109,6 +109,8 @@ def direct_and_settings(spec: Any, profile: Profile, size: int, report: Report) 
 
     from models.loading import load_pipeline
 
+    if profile.device == "cpu":
+        torch.set_num_threads(1)  # as the worker runs (EASEL_THREADS=1 in the stack below)
     loaded = load_pipeline(spec, profile.device, profile.dtype)
     _call(loaded, profile, size, 1)  # warm-up: kernels picked, buffers allocated
     seconds = {b: min(_call(loaded, profile, size, b) for _ in range(profile.repeats))
@@ -255,6 +257,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep the built pipelines here (reused)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as workers run; before torch loads
     profile = TINY if args.tiny else GPU
     work = args.work or Path(tempfile.mkdtemp(prefix="easel-gpu-"))
     t0 = time.perf_counter()

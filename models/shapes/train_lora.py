@@ -41,7 +41,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--outline", type=float, default=4.0, help="outline width, output pixels")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    # One thread: two busy threads on a shared 2-core machine ran 10x slower (measured).
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: default)")
     p.add_argument("--save-every", type=int, default=0, help="save the adapter every N steps")
     return p.parse_args(argv)
 

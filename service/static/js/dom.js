@@ -5,7 +5,8 @@ import { ApiError } from './api.js';
 export const $ = (id) => document.getElementById(id);
 export const els = {
   key: $('api-key'), form: $('generate-form'), prompt: $('prompt'), model: $('model'),
-  size: $('size'), quality: $('quality'), style: $('style'), n: $('n'), seed: $('seed'),
+  size: $('size'), sizeW: $('size-w'), sizeH: $('size-h'), customSize: $('custom-size'),
+  quality: $('quality'), style: $('style'), n: $('n'), seed: $('seed'),
   steps: $('steps'), guidance: $('guidance'), negative: $('negative'), upload: $('upload'),
   error: $('error'), gallery: $('gallery'), empty: $('empty'), editor: $('editor'),
   stage: $('stage'), image: $('image-canvas'), mask: $('mask-canvas'), info: $('canvas-info'),

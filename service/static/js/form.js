@@ -5,10 +5,11 @@ import { els, fillSelect, showError } from './dom.js';
 import {
   DEFAULT_MODEL, editModels, known, maxSteps, offers, rulesOf, setModels,
 } from './rules.js';
+import { offerCustom, setSize } from './size.js';
 
 const SETTINGS_STORAGE = 'easel.settings';
-const SAVED = ['prompt', 'model', 'size', 'quality', 'style', 'n', 'seed', 'steps', 'guidance',
-  'negative'];
+const SAVED = ['prompt', 'model', 'size', 'sizeW', 'sizeH', 'quality', 'style', 'n', 'seed',
+  'steps', 'guidance', 'negative'];
 let settingsApplied = false;
 const chosen = { quality: '', n: 0 };  // what the user picked, not what a model forced
 
@@ -25,7 +26,7 @@ export function saveSettings() {
 
 export function restoreFields() {
   const saved = loadSettings();
-  for (const k of ['prompt', 'n', 'seed', 'steps', 'guidance', 'negative']) {
+  for (const k of ['prompt', 'sizeW', 'sizeH', 'n', 'seed', 'steps', 'guidance', 'negative']) {
     if (typeof saved[k] === 'string') els[k].value = saved[k];
   }
 }
@@ -48,12 +49,14 @@ export async function loadModels() {
     for (const k of ['size', 'quality', 'style']) {
       if ([...els[k].options].some((o) => o.value === saved[k])) els[k].value = saved[k];
     }
+    setSize(els.size.value, els.model.value);
   }
 }
 
 export function onModelChange() {
   const rules = rulesOf(els.model.value);
   fillSelect(els.size, rules.sizes, rules.default_size, '(server default)');
+  offerCustom(els.model.value);
   // A quality the user picked follows them to models that have it; else the model's default
   // (a default such as gpt-image's "auto" does not stick to the next model).
   fillSelect(els.quality, rules.qualities, rules.qualities.includes(chosen.quality)

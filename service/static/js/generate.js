@@ -6,6 +6,7 @@ import { countOf, extensions, onModelChange, saveSettings, updateCount } from '.
 import { nameOf } from './gallery.js';
 import { start } from './requests.js';
 import { canStream, PARTIALS, randomSeed, rulesOf } from './rules.js';
+import { chosenSize, setSize } from './size.js';
 
 export const waitingFor = (n, stream) => (stream ? 'waiting for a preview'
   : `waiting for ${n > 1 ? `${n} images` : 'the image'}`);
@@ -26,13 +27,15 @@ export function generate() {
   }
   let ext;
   let n;
+  let size;
   try {
     n = countOf(els.n, els.model.value);
     ext = extensions();
+    size = chosenSize(els.model.value);
   } catch (err) { showError(err); return; }
   saveSettings();
   const body = { model: els.model.value, prompt, n, response_format: 'b64_json', ...ext };
-  if (!els.size.disabled) body.size = els.size.value;
+  if (!els.size.disabled) body.size = size;
   if (!els.quality.disabled) body.quality = els.quality.value;
   if (!els.style.disabled) body.style = els.style.value;
   if (els.guidance.value !== '') body.guidance_scale = Number(els.guidance.value);
@@ -80,8 +83,8 @@ export function reuse(item) {
     els.model.value = p.model;
     onModelChange();
   }
-  const size = `${item.width}x${item.height}`;
-  for (const [el, v] of [[els.size, size], [els.quality, p.quality], [els.style, p.style]]) {
+  setSize(`${item.width}x${item.height}`, els.model.value);
+  for (const [el, v] of [[els.quality, p.quality], [els.style, p.style]]) {
     if (v && [...el.options].some((o) => o.value === v)) el.value = v;
   }
   els.seed.value = p.seed ?? '';

@@ -1,0 +1,82 @@
+"""models/adapters.py: LoRA adapters loaded under their names into the resident pipeline,
+switched per call with set_adapters, kept least recently used first out; never mixed in a batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.adapters import AdapterSpec
+from core.catalog import load_catalog
+from core.jobs import AdapterUse, RenderJob
+from models import rendering
+from models.adapters import AdapterError
+from models.loading import LoadedPipeline, load_pipeline, resolve_path
+from workers.batching import adapter_set, batch_key
+
+CATALOG = load_catalog(None)
+
+
+@pytest.fixture(scope="module")
+def shapes() -> LoadedPipeline:
+    loaded = load_pipeline(CATALOG.pipelines["shapes"])
+    loaded.attach_adapters(CATALOG.adapters_of("shapes"), 0)
+    return loaded
+
+
+def _render(loaded: LoadedPipeline, loras: tuple[tuple[str, float], ...]) -> np.ndarray:
+    with loaded.use_adapters(loras):
+        images = rendering.generate_prompts(loaded, ["a red circle"], None, [7], 6, 5.0, 64, 64)
+    return np.asarray(images[0], dtype=np.int16)
+
+
+def test_the_shipped_adapter_is_small_and_preloaded(shapes: LoadedPipeline) -> None:
+    size = len(open(resolve_path("embedded:shapes-outline"), "rb").read())
+    assert size < 4_000_000
+    assert shapes.adapters is not None and list(shapes.adapters.resident) == ["outline"]
+
+
+def test_switching_adapters_changes_the_picture_and_back_exactly(
+        shapes: LoadedPipeline) -> None:
+    base = _render(shapes, ())
+    outlined = _render(shapes, (("outline", 1.0),))
+    assert np.abs(base - outlined).mean() > 3
+    assert (_render(shapes, ()) == base).all()  # disable_lora: the base weights, untouched
+    assert (_render(shapes, (("outline", 1.0),)) == outlined).all()
+    half = _render(shapes, (("outline", 0.5),))
+    assert 0 < np.abs(base - half).mean() < np.abs(base - outlined).mean() + 1
+
+
+def test_unknown_adapters_are_refused(shapes: LoadedPipeline) -> None:
+    with pytest.raises(AdapterError, match="'nope' is not in the catalog"):
+        _render(shapes, (("nope", 1.0),))
+    assert (_render(shapes, ()) == _render(shapes, ())).all()  # still usable
+
+
+def test_least_recently_used_adapters_leave_first_within_the_budget() -> None:
+    loaded = load_pipeline(CATALOG.pipelines["shapes"])
+    size = len(open(resolve_path("embedded:shapes-outline"), "rb").read())
+    specs = [AdapterSpec(n, "embedded:shapes-outline", ("shapes",)) for n in ("a", "b", "c")]
+    loaded.attach_adapters(specs, size * 2)  # room for two
+    cache: Any = loaded.adapters
+    assert list(cache.resident) == ["a", "b"]  # preloaded in catalog order while they fit
+    cache.activate((("a", 1.0),))
+    cache.activate((("c", 1.0),))  # loads c, drops b (used longest ago)
+    assert list(cache.resident) == ["a", "c"]
+    cache.activate((("b", 1.0), ("c", 1.0)))  # both needed now: a goes
+    assert sorted(cache.resident) == ["b", "c"]
+
+
+def test_jobs_with_other_adapters_or_scales_never_share_a_batch() -> None:
+    def job(*loras: tuple[str, float]) -> RenderJob:
+        return RenderJob(job_id="j", model="easel-shapes", pipeline="shapes", width=64,
+                         height=64, n=1, seeds=[1], steps=4, guidance=5.0,
+                         loras=[AdapterUse(name=n, scale=s) for n, s in loras])
+
+    plain, outlined = job(), job(("outline", 1.0))
+    assert batch_key(plain) != batch_key(outlined)
+    assert batch_key(outlined) != batch_key(job(("outline", 0.5)))
+    assert batch_key(outlined) == batch_key(job(("outline", 1.0)))
+    assert adapter_set(job(("b", 1.0), ("a", 0.5))) == (("a", 0.5), ("b", 1.0))
