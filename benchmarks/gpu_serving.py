@@ -261,12 +261,14 @@ def main() -> None:
     profile = TINY if args.tiny else GPU
     work = args.work or Path(tempfile.mkdtemp(prefix="easel-gpu-"))
     t0 = time.perf_counter()
-    reports = run(profile, args.kinds.split(","), work, args.tiny)
+    try:
+        reports = run(profile, args.kinds.split(","), work, args.tiny)
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
     print(f"# {_versions(profile)}; {time.perf_counter() - t0:.0f} s in all", flush=True)
     for report in reports:
         print(report.text(), flush=True)
-    if not args.work:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

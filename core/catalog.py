@@ -15,7 +15,7 @@ from typing import Any
 
 from core.adapters import AdapterSpec, parse_adapters
 from core.catalog_schema import check_keys, relative
-from core.rules import FAMILIES, SCHEDULERS, FamilyRules
+from core.rules import FAMILIES, MAX_BEST_OF, SCHEDULERS, FamilyRules
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,11 @@ class PipelineSpec:
     # pipeline conditions on up to N reference images at once (FLUX.2), and every image a
     # request sends is used.
     reference_images: int = 0
+    # A contrastive image-text scorer (a CLIPModel folder, or "embedded:shapes-scorer") that
+    # ranks candidates against the prompt: requests may then ask for `best_of`, and `best_of`
+    # here is how many candidates an image gets by default (core.rules.QUALITY_BEST_OF).
+    scorer: str = ""
+    best_of: int = 1
 
     @property
     def images_used(self) -> int:
@@ -115,6 +120,10 @@ guidance = 5.0
 max_steps = 100
 strength = 0.6
 transparency = "white-key"
+# DALL·E 1-style reranking: each image is the best of `best_of` candidates by this small CLIP
+# (models/shapes/scorer.py); `quality` scales the count (core.rules.QUALITY_BEST_OF).
+scorer = "embedded:shapes-scorer"
+best_of = 4
 
 # A LoRA adapter trained for it (models/shapes/train_lora.py): shapes drawn as outlines.
 [adapters.outline]
@@ -180,7 +189,7 @@ class CatalogError(ValueError):
 PIPELINE_KEYS: dict[str, type] = {"path": str, "native_size": int, "steps": int,
                                   "guidance": float, "max_steps": int, "strength": float,
                                   "transparency": str, "config": str, "schedulers": list,
-                                  "reference_images": int}
+                                  "reference_images": int, "scorer": str, "best_of": int}
 MODEL_KEYS: dict[str, type] = {"id": str, "pipeline": str, "family": str, "description": str,
                                "created": int}
 TRANSPARENCY = ("", "white-key")
@@ -197,6 +206,7 @@ def _pipeline(name: str, raw: dict[str, Any], base: Path | None, where: str,
                       "(or [] for none)")
     spec = PipelineSpec(name=name, **{**raw, "path": relative(raw["path"], base),
                                       "config": relative(raw.get("config", ""), base),
+                                      "scorer": relative(raw.get("scorer", ""), base),
                                       "schedulers": tuple(raw.get("schedulers", SCHEDULERS))})
     for key in ("native_size", "steps", "max_steps"):
         if getattr(spec, key) < 1:
@@ -208,6 +218,11 @@ def _pipeline(name: str, raw: dict[str, Any], base: Path | None, where: str,
     if not 0 <= spec.reference_images <= MAX_REFERENCE_IMAGES:
         errors.append(f"{where}: reference_images must be 0 (image-to-image from the first "
                       f"image) to {MAX_REFERENCE_IMAGES}, not {spec.reference_images}")
+    if not 1 <= spec.best_of <= MAX_BEST_OF:
+        errors.append(f"{where}: best_of must be 1 to {MAX_BEST_OF}, not {spec.best_of}")
+    if spec.best_of > 1 and not spec.scorer:
+        errors.append(f"{where}: best_of {spec.best_of} needs a scorer to rank the candidates "
+                      "(set scorer, or best_of = 1)")
     if spec.transparency not in TRANSPARENCY:
         errors.append(f"{where}: unknown transparency {spec.transparency!r}; valid: "
                       + ", ".join(repr(t) for t in TRANSPARENCY))

@@ -111,6 +111,13 @@ class RenderJob(BaseModel):
     moderation: Literal["auto", "low", "off"] = "auto"
     scheduler: str | None = None  # Easel's sampler choice (core.rules.SCHEDULERS); None: default
     loras: list[AdapterUse] = []  # LoRA adapters, sorted by name; []: the base weights alone
+    # Candidates drawn per image, of which the pipeline's scorer keeps the best (`best_of`).
+    best_of: int = Field(default=1, ge=1)
+
+    @property
+    def candidates(self) -> int:
+        """Images the pipeline draws for this job: what batching counts."""
+        return self.n * self.best_of
 
 
 class RenderResult(BaseModel):

@@ -18,6 +18,7 @@ from core.catalog import ModelSpec, PipelineSpec
 from core.jobs import AdapterUse, RenderJob, new_job_id
 from core.rules import (
     LORA_MAX_SCALE,
+    MAX_BEST_OF,
     MAX_LORAS,
     Background,
     FamilyRules,
@@ -89,6 +90,11 @@ class _Prompted(_Body):
 
 class GenerationRequest(_Prompted):
     style: Style | None = None
+    best_of: int | None = Field(
+        None, ge=1, le=MAX_BEST_OF,
+        description="Easel: draw this many candidates per image and return the best by the "
+                    "model's scorer (`easel.best_of` in GET /v1/models; default: set by "
+                    "`quality`).")
 
 
 class EditRequest(_Prompted):
@@ -153,6 +159,7 @@ class ImageParams:
     loras: tuple[tuple[str, float], ...] = ()
     # OpenAI's end-user id, for tracing abuse back: it goes on the request's log line.
     user: str | None = None
+    best_of: int = 1  # candidates per image, ranked by the pipeline's scorer (1: no ranking)
 
     @property
     def size(self) -> str:
@@ -174,4 +181,5 @@ class ImageParams:
             image_keys=image_keys or [], mask_key=mask_key, request_id=request_id,
             private_id=private_id or new_job_id(), moderation=self.moderation,
             scheduler=self.scheduler,
-            loras=[AdapterUse(name=name, scale=scale) for name, scale in self.loras])
+            loras=[AdapterUse(name=name, scale=scale) for name, scale in self.loras],
+            best_of=self.best_of)

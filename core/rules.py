@@ -33,6 +33,12 @@ Scheduler = Literal["euler", "euler-a", "heun", "lms", "ddim", "pndm", "dpm++2m"
 MAX_LORAS = 4
 LORA_MAX_SCALE = 2.0
 
+# Easel's `best_of` extension (DALL·E 1's reranking): draw this many candidates per image and
+# return the ones the pipeline's scorer (a catalog `scorer`, a small CLIP) matches best to the
+# prompt. At most MAX_BEST_OF per image and MAX_CANDIDATES per request (n x best_of).
+MAX_BEST_OF = 16
+MAX_CANDIDATES = 32
+
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 BACKGROUNDS: tuple[Background, ...] = get_args(Background)
 MODERATIONS: tuple[Moderation, ...] = get_args(Moderation)
@@ -173,6 +179,12 @@ FAMILIES: dict[str, FamilyRules] = {
 # in denoising work.  `auto` is the server's choice, which is `medium`.
 QUALITY_STEPS: dict[Quality, float] = {"standard": 1.0, "auto": 1.0, "medium": 1.0, "low": 0.5,
                                        "high": 1.5, "hd": 2.0}
+# For a pipeline with a scorer, `quality` is how many candidates are drawn and ranked (a multiple
+# of the catalog entry's `best_of`; low draws one), at the pipeline's own step count: for the
+# shapes model prompt fidelity grows with candidates and not with steps past the solver's
+# convergence (models/shapes/MODEL_CARD.md).
+QUALITY_BEST_OF: dict[Quality, float] = {"standard": 1.0, "auto": 1.0, "medium": 1.0, "low": 0.0,
+                                         "high": 2.0, "hd": 2.0}
 # What a response's `quality` reports (OpenAI's response enum has no standard/hd/auto).
 QUALITY_REPORTED: dict[Quality, str] = {"standard": "medium", "auto": "medium", "hd": "high"}
 # `style`: vivid keeps the pipeline's guidance; natural lowers it (less saturated, closer to data).

@@ -98,6 +98,9 @@ class GatewaySettings(CommonSettings):
     # A client that hangs up while waiting: "finish" lets its job complete (images stored, RQ
     # keeps the result); "cancel" takes the job off the queue if no worker has started it.
     on_disconnect: Literal["finish", "cancel"] = "finish"
+    # A stream with nothing to send yet says its job's queue place in an SSE comment this often
+    # (also a keep-alive for proxies); 0 turns it off.
+    stream_status_seconds: float = Field(default=2.0, ge=0)
     # The model of a request that names none (or sends model=""): empty means OpenAI's default,
     # dall-e-2, when the catalog has it, else the catalog's first model.
     default_model: str = ""

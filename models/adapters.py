@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -66,7 +67,9 @@ class AdapterCache:
             raise AdapterError(self.failed[name])
         try:
             path = self.resolve(spec.path)
-            self.pipe.load_lora_weights(path, adapter_name=name)
+            with warnings.catch_warnings():  # peft warns of every second adapter: intended here
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                self.pipe.load_lora_weights(path, adapter_name=name)
         except Exception as exc:
             self.failed[name] = f"adapter {name} failed to load from {spec.path}: {exc}"
             raise AdapterError(self.failed[name]) from exc

@@ -23,7 +23,9 @@ log = logging.getLogger("easel.models")
 EMBEDDED = {"shapes": Path(__file__).resolve().parent / "shapes" / "weights",
             # The LoRA adapter trained for it (models/shapes/train_lora.py).
             "shapes-outline": (Path(__file__).resolve().parent / "shapes" / "adapters"
-                               / "outline.safetensors")}
+                               / "outline.safetensors"),
+            # Its contrastive scorer (a small CLIP) for best-of-k (models/shapes/train_scorer.py).
+            "shapes-scorer": Path(__file__).resolve().parent / "shapes" / "scorer"}
 
 
 def resolve_path(path: str) -> str:
@@ -56,6 +58,7 @@ class LoadedPipeline:
     lock: Any = field(default_factory=threading.RLock, repr=False)
     _schedulers: dict[str, Any] = field(default_factory=dict, repr=False)
     adapters: Any = field(default=None, repr=False)  # models.adapters.AdapterCache, or None
+    scorer: Any = field(default=None, repr=False)  # models.scoring.Scorer (catalog `scorer`)
 
     def __post_init__(self) -> None:
         self.default_scheduler = self.text2img.scheduler  # the checkpoint's own
@@ -218,6 +221,10 @@ def load_pipeline(spec: PipelineSpec, device: str = "cpu", dtype: str = "float32
                "from its catalog entry"))
     log.info("loaded pipeline %s (%s) from %s in %.2fs", spec.name, family.name, source, seconds)
     loaded = LoadedPipeline(spec, pipe, seconds, family)
+    if spec.scorer:  # best_of: the candidates' judge, beside the pipeline on the same device
+        from models.scoring import Scorer
+
+        loaded.scorer = Scorer(resolve_path(spec.scorer), device)
     misfits = []
     for name in spec.schedulers:
         try:

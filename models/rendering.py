@@ -50,11 +50,16 @@ def preview_steps(steps: int, partials: int) -> list[int]:
     return at
 
 
+# Picks which of a call's images a preview shows (best-of-k: the candidate leading so far).
+Lead = Callable[[list[Image.Image]], int]
+
+
 def _preview_kwargs(loaded: LoadedPipeline, steps: int, partials: int,
                     on_partial: OnPartial | None, width: int, height: int,
-                    render: tuple[int, int]) -> dict[str, Any]:
+                    render: tuple[int, int], lead: Lead | None = None) -> dict[str, Any]:
     """A step callback that decodes the first image's latents at evenly spaced steps, so a
-    streaming client sees the picture sharpen (`partial_images` previews, 0-based).
+    streaming client sees the picture sharpen (`partial_images` previews, 0-based).  With
+    `lead`, every image of the call is decoded and the one `lead` picks is shown.
 
     `width`/`height`: the size previews are sent at; `render`: the size the pipeline renders."""
     if not partials or on_partial is None:
@@ -65,8 +70,10 @@ def _preview_kwargs(loaded: LoadedPipeline, steps: int, partials: int,
     def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         nonlocal sent
         if step in at and sent < partials:
-            decoded = loaded.family.decode(pipe, kwargs["latents"][:1], *render)
-            preview = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+            latents = kwargs["latents"] if lead else kwargs["latents"][:1]
+            decoded = loaded.family.decode(pipe, latents, *render)
+            shown = pipe.image_processor.postprocess(decoded, output_type="pil")
+            preview = shown[lead(shown)] if lead else shown[0]
             on_partial(sent, preview.resize((width, height), Image.Resampling.LANCZOS))
             sent += 1
         return kwargs
@@ -74,7 +81,7 @@ def _preview_kwargs(loaded: LoadedPipeline, steps: int, partials: int,
     return {"callback_on_step_end": callback, "callback_on_step_end_tensor_inputs": ["latents"]}
 
 
-def _fit(images: list[Image.Image], width: int, height: int) -> list[Image.Image]:
+def fit_all(images: list[Image.Image], width: int, height: int) -> list[Image.Image]:
     return [im if im.size == (width, height) else
             im.resize((width, height), Image.Resampling.LANCZOS) for im in images]
 
@@ -95,16 +102,19 @@ def _prompts(loaded: LoadedPipeline, prompts: list[str],
 
 def generate_prompts(loaded: LoadedPipeline, prompts: list[str], negative_prompt: str | None,
                      seeds: list[int], steps: int, guidance: float, width: int, height: int,
-                     partials: int = 0, on_partial: OnPartial | None = None) -> list[Image.Image]:
-    """One pipeline call for several prompts (a cross-request batch), one seed per image."""
+                     partials: int = 0, on_partial: OnPartial | None = None, *,
+                     fit: bool = True, lead: Lead | None = None) -> list[Image.Image]:
+    """One pipeline call for several prompts (a cross-request batch), one seed per image.
+    `fit=False`: the images at the render size, not yet resized to width x height."""
     w, h = _dims(loaded, width, height)
     with loaded.lock:
         out = loaded.text2img(
             **_prompts(loaded, prompts, negative_prompt),
             num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,
             generator=_generators(seeds, "cpu"), output_type="pil",
-            **_preview_kwargs(loaded, steps, partials, on_partial, width, height, (w, h)))
-    return _fit(list(out.images), width, height)
+            **_preview_kwargs(loaded, steps, partials, on_partial, width, height, (w, h),
+                              lead))
+    return fit_all(list(out.images), width, height) if fit else list(out.images)
 
 
 def _img2img_steps(steps: int, strength: float) -> int:
@@ -181,7 +191,7 @@ def edit(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds
         out = loaded.inpaint(image=flat.resize((w, h), Image.Resampling.LANCZOS),
                              mask_image=small, width=w, height=h, strength=strength,
                              num_inference_steps=steps, **common, **previews)
-    return _paste_back(_fit(list(out.images), width, height), flat, weight)
+    return _paste_back(fit_all(list(out.images), width, height), flat, weight)
 
 
 def _img2img(loaded: LoadedPipeline, flat: Image.Image, w: int, h: int, steps: int,
@@ -198,7 +208,7 @@ def _img2img(loaded: LoadedPipeline, flat: Image.Image, w: int, h: int, steps: i
     with loaded.lock:
         out = loaded.img2img(image=[source] * n, strength=strength, num_inference_steps=steps,
                              **size, **common, **previews)
-    return _fit(list(out.images), width, height)
+    return fit_all(list(out.images), width, height)
 
 
 # FLUX.2's image processor refuses references under 64 px a side or beyond 8:1.
@@ -239,7 +249,7 @@ def with_references(loaded: LoadedPipeline, prompt: str, negative_prompt: str | 
             num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,
             generator=_generators(seeds, "cpu"), output_type="pil",
             **_preview_kwargs(loaded, steps, partials, on_partial, width, height, (w, h)))
-    drawn = _fit(list(out.images), width, height)
+    drawn = fit_all(list(out.images), width, height)
     weight = edit_weight(images[0], mask)
     low, high = weight.getextrema()
     if high == 0 or low == 255:  # no area marked, or all of it: the whole image is new

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from core.catalog import Catalog, ModelSpec
 from core.errors import OpenAIError, model_not_found
 from core.jobs import is_result_key
-from core.rules import Operation
+from core.rules import MAX_BEST_OF, Operation
 from core.storage import LocalStorage, StorageError
 from service.auth import require_key
 from service.bodies import is_json, read_json
@@ -96,6 +96,11 @@ def _model_object(catalog: Catalog, model: ModelSpec, workers: int | None) -> di
                     "description": model.description,
                     "max_steps": catalog.pipeline_of(model).max_steps,
                     "schedulers": list(catalog.pipeline_of(model).schedulers),
+                    # `best_of` (generations): candidates per image by default, and at most;
+                    # null when the pipeline has no scorer to rank them.
+                    "best_of": {"default": catalog.pipeline_of(model).best_of,
+                                "max": MAX_BEST_OF} if catalog.pipeline_of(model).scorer
+                    else None,
                     "adapters": [{"name": a.name, "scale": a.scale,
                                   "description": a.description}
                                  for a in catalog.adapters_of(model.pipeline)],

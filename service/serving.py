@@ -66,7 +66,10 @@ class ImageService:
                                self.dispatcher.outcome_of(queue_name, job, quiet, lease),
                                self.storage.get, self._usage(params),
                                lambda: self.dispatcher.abandon(queue_name, job.job_id),
-                               ctx.stream, self._stream_ended)
+                               ctx.stream, self._stream_ended,
+                               lambda: run_in_threadpool(self.dispatcher.queue.position,
+                                                         queue_name, job.job_id),
+                               self.settings.stream_status_seconds or None)
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 

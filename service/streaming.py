@@ -76,13 +76,18 @@ async def stream_events(prefix: str, meta: dict[str, Any], feed: PartialFeed,
                         on_abandon: Callable[[], Awaitable[None]] | None = None,
                         report: StreamReport | None = None,
                         on_end: Callable[[StreamReport], None] | None = None,
-                        ) -> AsyncIterator[bytes]:
+                        position: Callable[[], Awaitable[int | None]] | None = None,
+                        status_every: float | None = None) -> AsyncIterator[bytes]:
     """Yield partial-image events until the job ends, then the completed (or error) event.
 
     A client that hangs up cancels this generator mid-wait (Starlette cancels the response's
     task group): the clean-up then runs shielded, so the outcome task, the pending read of the
     preview queue and the subscription all end here, and `on_abandon` can cancel the job.
-    `report` records how it went; `on_end` gets it once the stream is over."""
+    `report` records how it went; `on_end` gets it once the stream is over.  Every
+    `status_every` seconds without news, and until the first preview, a comment line tells the
+    job's place in its queue (`: queue_position=N`, or `: rendering` once a worker has it):
+    SSE clients such as the OpenAI SDKs skip comments, the playground shows them, and proxies
+    see a live connection."""
     report = report or StreamReport(model="")
     done = asyncio.ensure_future(outcome)
     item: asyncio.Future[dict[str, Any]] | None = None
@@ -100,13 +105,20 @@ async def stream_events(prefix: str, meta: dict[str, Any], feed: PartialFeed,
             "partial_image_index": entry["index"], "created_at": int(time.time()), **meta})
 
     try:
+        if position is not None and status_every:
+            yield await _status(position)  # at once: a queued stream says so from the start
         while not done.done():
-            item = asyncio.ensure_future(feed.items.get())
-            await asyncio.wait({done, item}, return_when=asyncio.FIRST_COMPLETED)
+            if item is None:
+                item = asyncio.ensure_future(feed.items.get())
+            quiet = status_every if position and report.first_partial is None else None
+            waiting: set[asyncio.Future[Any]] = {done, item}
+            await asyncio.wait(waiting, timeout=quiet, return_when=asyncio.FIRST_COMPLETED)
             if item.done():
                 entry, item = item.result(), None
                 if event := await partial(entry):
                     yield event
+            elif not done.done() and position is not None:
+                yield await _status(position)
         if item is not None:
             item.cancel()
             item = None
@@ -153,6 +165,14 @@ async def stream_events(prefix: str, meta: dict[str, Any], feed: PartialFeed,
                 with contextlib.suppress(Exception):
                     await on_abandon()
             await feed.close()
+
+
+async def _status(position: Callable[[], Awaitable[int | None]]) -> bytes:
+    try:
+        ahead = await position()
+    except Exception:  # Redis away for a moment: a plain keep-alive instead
+        return b":\n\n"
+    return b": rendering\n\n" if ahead is None else f": queue_position={ahead}\n\n".encode()
 
 
 async def _end(*tasks: asyncio.Future[Any] | None) -> None:

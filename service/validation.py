@@ -19,6 +19,7 @@ from core.catalog import Catalog, ModelSpec
 from core.errors import OpenAIError, bad_request, model_not_found
 from core.requests import MAX_SEED, WIRE_MODELS, EditJSONRequest, ImageParams, ImageRef
 from core.rules import QUALITY_STEPS, STYLE_GUIDANCE, FamilyRules, Operation
+from service.best_of import best_of_ranks, chosen_best_of
 from service.loras import chosen_loras, json_field
 
 T = TypeVar("T", bound=str)
@@ -256,7 +257,10 @@ def apply_rules(req: Any, model: ModelSpec, catalog: Catalog, kind: Operation) -
                           f"{', '.join(pipe.schedulers) or 'no scheduler choice'}.",
                           "scheduler", "invalid_value")
     quality = quality or rules.default_quality
-    steps = req.steps or max(1, min(pipe.max_steps, round(pipe.steps * QUALITY_STEPS[quality])))
+    best_of = chosen_best_of(req, pipe, quality, n, kind, mid)
+    # With a scorer, quality is the number of candidates (core.rules.QUALITY_BEST_OF), not steps.
+    factor = 1.0 if best_of_ranks(pipe, kind) else QUALITY_STEPS[quality]
+    steps = req.steps or max(1, min(pipe.max_steps, round(pipe.steps * factor)))
     # Variations have no prompt to guide towards: classifier-free guidance is off (1.0).
     guidance = 1.0 if kind == "variation" else pipe.guidance * STYLE_GUIDANCE[style or "vivid"]
     guidance_scale = getattr(req, "guidance_scale", None)
@@ -278,4 +282,5 @@ def apply_rules(req: Any, model: ModelSpec, catalog: Catalog, kind: Operation) -
             pipe.strength if kind == "variation" and not pipe.reference_images else None),
         input_fidelity=fidelity,
         stream=stream, partial_images=partial_images or 0, scheduler=scheduler, user=req.user,
-        loras=chosen_loras(req, catalog, model))
+        loras=chosen_loras(req, catalog, model), best_of=best_of)
+

@@ -19,17 +19,17 @@ from rq.job import Job
 
 from core.allowed_jobs import EaselJob, refusal
 from core.jobs import RenderJob
-from models import rendering
+from models import reranking
 from workers import runtime
 
 log = logging.getLogger("easel.worker")
-_parked: dict[str, list[Any]] = {}
+_parked: dict[str, reranking.Drawn] = {}
 _seconds: dict[str, float] = {}  # job id -> seconds of the batched call that drew its images
 _recent = {"batch": 1}  # jobs in the last drained batch: a cheap signal of concurrent load
 
 
-def take(job_id: str) -> list[Any] | None:
-    """The images rendered for this job in a batch, if any (each is taken once)."""
+def take(job_id: str) -> reranking.Drawn | None:
+    """The images (and their seeds) rendered for this job in a batch, if any (taken once)."""
     return _parked.pop(job_id, None)
 
 
@@ -68,7 +68,7 @@ def drain(first: Job, queue: Any, max_images: int, max_wait: float, serializer: 
     key = batch_key(head) if head else None
     if head is None or key is None:
         return []
-    total = head.n
+    total = head.candidates  # images drawn: n x best_of
     taken: list[Job] = []
     deadline = time.monotonic() + max_wait
     while total < max_images:
@@ -84,11 +84,12 @@ def drain(first: Job, queue: Any, max_images: int, max_wait: float, serializer: 
             except NoSuchJobError:
                 continue
             payload = payload_of(job)
-            if payload is None or batch_key(payload) != key or total + payload.n > max_images:
+            if (payload is None or batch_key(payload) != key
+                    or total + payload.candidates > max_images):
                 continue
             if queue.remove(job_id) == 1:
                 taken.append(job)
-                total += payload.n
+                total += payload.candidates
         if total >= max_images or time.monotonic() >= deadline:
             break
         time.sleep(0.002)  # bounded by max_wait (milliseconds): a short gather window
@@ -120,30 +121,27 @@ def batchable(job: Job) -> bool:
 def render_batch(loaded: Any, jobs: list[Job]) -> None:
     """One pipeline call for all `jobs`; park each job's images under its id."""
     payloads = [p for p in (payload_of(j) for j in jobs) if p is not None]
-    prompts = [p.prompt for p in payloads for _ in range(p.n)]
-    seeds = [s for p in payloads for s in p.seeds]
+    asks = [reranking.Ask(p.prompt, p.seeds, p.best_of) for p in payloads]
+    images = sum(p.candidates for p in payloads)
     first = payloads[0]
     metrics = runtime.current().metrics
     busy = metrics.rendering(first.pipeline) if metrics is not None else contextlib.nullcontext()
     t0 = time.perf_counter()
     with busy, loaded.use_scheduler(first.scheduler), loaded.use_adapters(adapter_set(first)):
-        images = rendering.generate_prompts(loaded, prompts, first.negative_prompt, seeds,
-                                            first.steps, first.guidance, first.width,
-                                            first.height)
+        drawn = reranking.generate_best(loaded, asks, first.negative_prompt, first.steps,
+                                        first.guidance, first.width, first.height)
     seconds = time.perf_counter() - t0
     if metrics is not None:  # one pipeline call: report its real batch size and time once
-        metrics.rendered(first.pipeline, len(prompts), first.steps, seconds,
+        metrics.rendered(first.pipeline, images, first.steps, seconds,
                          job_ids=tuple(p.job_id for p in payloads))
-    at = 0
-    for p in payloads:
-        _parked[p.job_id] = images[at:at + p.n]
+    for p, mine in zip(payloads, drawn, strict=True):
+        _parked[p.job_id] = mine
         _seconds[p.job_id] = seconds
-        at += p.n
     log.info("batched %d job(s), %d image(s) in one call of %.2fs: %s", len(payloads),
-             len(prompts), seconds, " ".join(p.job_id for p in payloads),
+             images, seconds, " ".join(p.job_id for p in payloads),
              extra={"job_ids": [p.job_id for p in payloads],
                     "request_ids": [p.request_id for p in payloads],
-                    "pipeline": first.pipeline, "images": len(prompts),
+                    "pipeline": first.pipeline, "images": images,
                     "render_seconds": round(seconds, 3)})
 
 

@@ -23,7 +23,7 @@ from core.jobs import (
     publish_outcome,
 )
 from core.storage import CONTENT_TYPES, StorageError
-from models import rendering
+from models import rendering, reranking
 from workers import batching, finishing, runtime
 from workers.encoding import encode, white_to_alpha
 from workers.patient_storage import patiently
@@ -59,9 +59,9 @@ def _partial_publisher(rt: runtime.Runtime, job: RenderJob) -> Any:
 
 
 def _run(loaded: Any, job: RenderJob,
-         rt: runtime.Runtime) -> tuple[list[Image.Image], float, bool]:
-    """The job's images, the seconds of the pipeline call that drew them, and whether that was
-    a batch's call (workers.batching), made before this job function ran."""
+         rt: runtime.Runtime) -> tuple[reranking.Drawn, float, bool]:
+    """The job's images with their seeds, the seconds of the pipeline call that drew them, and
+    whether that was a batch's call (workers.batching), made before this job function ran."""
     batched = batching.take(job.job_id)
     if batched is not None:
         return batched, batching.render_seconds(job.job_id) or 0.0, True
@@ -73,20 +73,23 @@ def _run(loaded: Any, job: RenderJob,
     return images, time.perf_counter() - t0, False
 
 
-def _call(loaded: Any, job: RenderJob, rt: runtime.Runtime) -> list[Image.Image]:
+def _call(loaded: Any, job: RenderJob, rt: runtime.Runtime) -> reranking.Drawn:
     on_partial = _partial_publisher(rt, job)
-    if job.kind == "generate":
-        return rendering.generate_prompts(loaded, [job.prompt] * job.n, job.negative_prompt,
-                                          job.seeds, job.steps, job.guidance, job.width,
-                                          job.height, job.partial_images, on_partial)
+    if job.kind == "generate":  # best of job.best_of candidates each (models.reranking)
+        (drawn,) = reranking.generate_best(
+            loaded, [reranking.Ask(job.prompt, job.seeds, job.best_of)], job.negative_prompt,
+            job.steps, job.guidance, job.width, job.height, job.partial_images, on_partial)
+        return drawn
     images = [_load(rt, key) for key in job.image_keys]
     if job.kind == "variation":
-        return rendering.vary(loaded, job.seeds, job.steps, job.guidance, job.width, job.height,
-                              images[0], job.strength or loaded.spec.strength)
+        return reranking.Drawn(rendering.vary(
+            loaded, job.seeds, job.steps, job.guidance, job.width, job.height, images[0],
+            job.strength or loaded.spec.strength), job.seeds, None)
     mask = _load(rt, job.mask_key) if job.mask_key else None
-    return rendering.edit(loaded, job.prompt, job.negative_prompt, job.seeds, job.steps,
-                          job.guidance, job.width, job.height, images, mask, job.strength,
-                          job.partial_images, on_partial, job.input_fidelity)
+    return reranking.Drawn(rendering.edit(
+        loaded, job.prompt, job.negative_prompt, job.seeds, job.steps, job.guidance, job.width,
+        job.height, images, mask, job.strength, job.partial_images, on_partial,
+        job.input_fidelity), job.seeds, None)
 
 
 def render(payload: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +101,8 @@ def render(payload: dict[str, Any]) -> dict[str, Any]:
     if rt.metrics is not None:
         rt.metrics.job_started(job.pipeline, get_current_job())
     t0 = time.perf_counter()
-    images, render_seconds, in_batch = _run(loaded, job, rt)
+    drawn, render_seconds, in_batch = _run(loaded, job, rt)
+    images = drawn.images
     if job.background == "transparent":
         images = [white_to_alpha(im) for im in images]
     finish = finishing.for_job(rt, job)  # classifier, watermark, encoding, C2PA signature
@@ -110,7 +114,9 @@ def render(payload: dict[str, Any]) -> dict[str, Any]:
         patiently(partial(rt.storage.put, key, blob, CONTENT_TYPES[job.output_format]),
                   rt.settings.storage_patience_seconds, f"storing {key}")
         keys.append(key)
-    result = RenderResult(keys=keys, seeds=job.seeds, seconds=time.perf_counter() - t0,
+    # The seed that drew each image: with best_of, the chosen candidate's (it reproduces the
+    # image with best_of 1).
+    result = RenderResult(keys=keys, seeds=drawn.seeds, seconds=time.perf_counter() - t0,
                           safety_violations=withheld)
     if rt.metrics is not None:
         rt.metrics.job_finished(job.pipeline, job.job_id, len(keys), job.steps, render_seconds)

@@ -3,6 +3,7 @@ switched per call with set_adapters, kept least recently used first out; never m
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ def _render(loaded: LoadedPipeline, loras: tuple[tuple[str, float], ...]) -> np.
 
 
 def test_the_shipped_adapter_is_small_and_preloaded(shapes: LoadedPipeline) -> None:
-    size = len(open(resolve_path("embedded:shapes-outline"), "rb").read())
+    size = Path(resolve_path("embedded:shapes-outline")).stat().st_size
     assert size < 4_000_000
     assert shapes.adapters is not None and list(shapes.adapters.resident) == ["outline"]
 
@@ -57,7 +58,7 @@ def test_unknown_adapters_are_refused(shapes: LoadedPipeline) -> None:
 
 def test_least_recently_used_adapters_leave_first_within_the_budget() -> None:
     loaded = load_pipeline(CATALOG.pipelines["shapes"])
-    size = len(open(resolve_path("embedded:shapes-outline"), "rb").read())
+    size = Path(resolve_path("embedded:shapes-outline")).stat().st_size
     specs = [AdapterSpec(n, "embedded:shapes-outline", ("shapes",)) for n in ("a", "b", "c")]
     loaded.attach_adapters(specs, size * 2)  # room for two
     cache: Any = loaded.adapters

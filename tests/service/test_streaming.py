@@ -47,3 +47,47 @@ def test_a_result_storage_cannot_read_ends_the_stream_with_an_error_event() -> N
     assert events[-1][0] == "error"
     error = events[-1][1]["error"]
     assert isinstance(error, dict) and error["code"] == "storage_unavailable"
+
+
+def test_a_waiting_stream_says_its_queue_place_in_comments_until_the_first_preview() -> None:
+    """SSE comments (skipped by SDKs) carry the place: at once, then each quiet interval."""
+    places = iter([2, 1, None, None, None, None])
+    first_preview = asyncio.Event()
+
+    async def position() -> int | None:
+        place = next(places)
+        if place is None:
+            first_preview.set()  # the worker has it now: its preview follows
+        return place
+
+    class Later:
+        """A preview that arrives once the job is rendering; then the result."""
+
+        def __init__(self) -> None:
+            self.items: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+
+        async def close(self) -> None:
+            pass
+
+    feed = Later()
+
+    async def outcome() -> Outcome:
+        await first_preview.wait()
+        await feed.items.put({"index": 0, "key": "preview0"})
+        await asyncio.sleep(0.1)  # quiet after the preview: no more comments
+        return Outcome(job_id="j", status="finished",
+                       result=RenderResult(keys=["result"], seeds=[1], seconds=0.1))
+
+    async def run() -> list[bytes]:
+        return [e async for e in stream_events("image_generation", {}, feed,  # type: ignore[arg-type]
+                                               outcome(), lambda key: b"png", {},
+                                               position=position, status_every=0.02)]
+
+    raw = asyncio.run(run())
+    comments = [e for e in raw if e.startswith(b":")]
+    assert comments[:3] == [b": queue_position=2\n\n", b": queue_position=1\n\n",
+                            b": rendering\n\n"]
+    assert set(comments[3:]) <= {b": rendering\n\n"}  # a slow loop may say it twice
+    events = [e.split(b"\n")[0] for e in raw if not e.startswith(b":")]
+    assert events == [b"event: image_generation.partial_image",
+                      b"event: image_generation.completed"]

@@ -66,8 +66,9 @@ export async function call(method, path, { signal } = {}) {
 // A `stream: true` request: server-sent events over a POST, so fetch + ReadableStream rather
 // than EventSource (GET only). Calls onPartial with each `*.partial_image` payload and returns
 // the `*.completed` one in the shape of an ordinary response ({ data: [...] }). Errors before
-// the stream starts are ordinary JSON answers; one after it is an `error` event.
-export async function apiStream(path, body, { signal, onPartial, onNews } = {}) {
+// the stream starts are ordinary JSON answers; one after it is an `error` event. Until the first
+// preview the server's comments tell the job's queue place: onQueue(ahead), null once rendering.
+export async function apiStream(path, body, { signal, onPartial, onNews, onQueue } = {}) {
   const res = await send(path, body, signal);
   if (!res.ok || !(res.headers.get('Content-Type') || '').startsWith('text/event-stream')) {
     onNews?.();
@@ -90,7 +91,12 @@ export async function apiStream(path, body, { signal, onPartial, onNews } = {}) 
     if (type.endsWith('.partial_image')) onPartial?.(data);
     else if (type.endsWith('.completed')) completed = data;
   };
-  await readEvents(res, handle);
+  const comment = (text) => {
+    const place = /^queue_position=(\d+)$/.exec(text);
+    if (place) onQueue?.(Number(place[1]));
+    else if (text === 'rendering') onQueue?.(null);
+  };
+  await readEvents(res, handle, comment);
   if (!completed) {
     throw new ApiError('The server closed the stream before the image was finished. '
       + 'Try again.', 0);
@@ -98,7 +104,7 @@ export async function apiStream(path, body, { signal, onPartial, onNews } = {}) 
   return { data: [{ b64_json: completed.b64_json, format: completed.output_format }] };
 }
 
-async function readEvents(res, handle) {
+async function readEvents(res, handle, comment) {
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
   try {
@@ -117,22 +123,23 @@ async function readEvents(res, handle) {
       while ((end = buffer.search(/\r\n\r\n|\n\n|\r\r/)) >= 0) {
         const block = buffer.slice(0, end);
         buffer = buffer.slice(end + (buffer.startsWith('\r\n', end) ? 4 : 2));
-        dispatch(block, handle);
+        dispatch(block, handle, comment);
       }
       if (chunk.done) break;
     }
-    if (buffer.trim()) dispatch(buffer, handle);
+    if (buffer.trim()) dispatch(buffer, handle, comment);
   } finally {
     reader.cancel().catch(() => {});  // stop reading after an error event (or a page error)
   }
 }
 
 // One server-sent event block: `event:` names it, `data:` lines (joined by newlines) carry it.
-function dispatch(block, handle) {
+function dispatch(block, handle, comment) {
   let event = 'message';
   const data = [];
   for (const line of block.split(/\r\n|\n|\r/)) {
-    if (!line || line.startsWith(':')) continue;  // a comment (keep-alive)
+    if (line.startsWith(':')) comment?.(line.slice(1).trim());  // a keep-alive or queue place
+    if (!line || line.startsWith(':')) continue;
     const colon = line.indexOf(':');
     const field = colon < 0 ? line : line.slice(0, colon);
     let value = colon < 0 ? '' : line.slice(colon + 1);

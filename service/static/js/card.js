@@ -30,6 +30,7 @@ export class RequestCard {
     this.lastNews = this.started;
     this.nextCheck = 0;
     this.place = null;  // a background job's place in the queue, in words
+    this.ahead = undefined;  // a stream's last reported queue place (requests.js)
     this.node = $('pending-template').content.firstElementChild.cloneNode(true);
     const find = (cls) => this.node.querySelector(cls);
     [this.img, this.badge, this.progress] = [find('img'), find('.badge-text'), find('.progress')];

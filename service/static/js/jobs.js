@@ -8,6 +8,12 @@ import { answer, api, ApiError, call } from './api.js';
 const POLL_MS = Number(window.EASEL_JOB_POLL_MS) || 1000;
 const rendered = new Map();  // model -> seconds its last job took to render (for estimates)
 
+// A guess at the wait of a job with `ahead` jobs before it: seconds, or NaN when unknown.
+export function waitFor(model, ahead) {
+  const each = rendered.get(model);
+  return Number.isInteger(ahead) && each ? (ahead + 1) * each : NaN;
+}
+
 const sleep = (ms, signal) => new Promise((resolve, reject) => {
   if (signal.aborted) { reject(signal.reason); return; }
   const timer = setTimeout(resolve, ms);
@@ -95,10 +101,9 @@ class JobWatch {
   // Its place in the queue, and a guess at the wait from the last render of the same model.
   queued(again) {
     const ahead = this.job.queue_position;
-    const each = rendered.get(this.card.model);
-    const eta = Number.isInteger(ahead) && each ? (ahead + 1) * each : NaN;
     this.renderingSince = null;
-    this.card.queued(Number.isInteger(ahead) ? ahead : null, eta, again);
+    this.card.queued(Number.isInteger(ahead) ? ahead : null, waitFor(this.card.model, ahead),
+      again);
   }
 
   // Returns what the notice should say when the job could not simply be dropped.

@@ -6,7 +6,7 @@ import { apiStream } from './api.js';
 import { announce, clearError, els, isTyping, notify, reveal, showError } from './dom.js';
 import { RequestCard } from './card.js';
 import { addResults } from './gallery.js';
-import { viaJob } from './jobs.js';
+import { viaJob, waitFor } from './jobs.js';
 
 // Streaming errors that mean "this id does not stream": the same request goes again without.
 const STREAM_PARAMS = ['stream', 'partial_images'];
@@ -46,6 +46,14 @@ export async function start(spec) {
   }
 }
 
+// A stream's queue place, from the server's comments until the first preview (null: rendering).
+function placeOf(card, ahead) {
+  if (card.shown || ahead === card.ahead) return;
+  card.ahead = ahead;
+  if (ahead === null) card.rendering();
+  else card.queued(ahead, waitFor(card.model, ahead));
+}
+
 // Streamed when asked (previews on the card); a server that refuses streaming for this model
 // (a custom catalog id with other rules) gets the same request again without it.
 async function fetchResult(spec, card) {
@@ -53,7 +61,7 @@ async function fetchResult(spec, card) {
   if (spec.stream) {
     try {
       return await apiStream(spec.path, spec.make(true),
-        { ...options, onPartial: (p) => card.show(p) });
+        { ...options, onPartial: (p) => card.show(p), onQueue: (ahead) => placeOf(card, ahead) });
     } catch (err) {
       if (!(err.status === 400 && STREAM_PARAMS.includes(err.param))) throw err;
     }
