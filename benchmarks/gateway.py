@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import re
 import time
+from typing import Any
 
 import httpx
 import psutil
@@ -26,6 +28,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from benchmarks.common import QUEUE, SEED0, Stack, body
+from benchmarks.lean_http import LeanClient
 from benchmarks.report import Goal, Report, main, percentile, table
 
 # The rate phase keeps at most CAP requests in flight and a short gateway timeout (0.1 s) frees
@@ -34,7 +37,25 @@ CAP, HOLD, RATE_TIMEOUT, HOLD_TIMEOUT = 64, 1000, 0.1, 120
 # httpcore scans its whole pool for every request (quadratic with 1,000 connections: the client
 # alone then tops out below 100 req/s), so the load is spread over clients of POOL connections.
 POOL = 16
+# httpx costs more CPU per request than the gateway it loads (benchmarks/lean_http.py): the lean
+# client is the default, GATEWAY_BENCH_CLIENT=httpx measures with httpx as before.
+HTTPX = os.environ.get("GATEWAY_BENCH_CLIENT", "lean") == "httpx"
 _WAITING = re.compile(r"^easel_requests_waiting\s+([0-9.e+]+)$", re.M)
+
+
+class Tree:
+    """A process and its children (the gateway's processes behind one port), summed."""
+
+    def __init__(self, pid: int) -> None:
+        root = psutil.Process(pid)
+        self.procs = [root, *root.children(recursive=True)]
+
+    def cpu_times(self) -> tuple[float, float]:
+        times = [p.cpu_times() for p in self.procs]
+        return sum(t.user for t in times), sum(t.system for t in times)
+
+    def rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.procs)
 
 
 def _env(timeout: float) -> dict[str, str]:
@@ -42,18 +63,29 @@ def _env(timeout: float) -> dict[str, str]:
 
 
 class Clients(contextlib.AsyncExitStack):
-    """Enough small-pool httpx clients for `connections`; request i goes to client i % n."""
+    """`connections` kept-alive connections: a lean client (benchmarks/lean_http.py), or with
+    GATEWAY_BENCH_CLIENT=httpx enough small-pool httpx clients (request i to client i % n)."""
 
     def __init__(self, stack: Stack, connections: int, timeout: float) -> None:
         super().__init__()
+        self.lean = None if HTTPX else LeanClient("127.0.0.1", stack.port, connections, timeout)
         limits = httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL)
         self.pool = [httpx.AsyncClient(base_url=stack.base_url, limits=limits, timeout=timeout)
-                     for _ in range(max(1, -(-connections // POOL)))]
+                     for _ in range(max(1, -(-connections // POOL)) if HTTPX else 0)]
 
     async def __aenter__(self) -> Clients:
         for c in self.pool:
             await self.enter_async_context(c)
+        if self.lean is not None:
+            await self.enter_async_context(self.lean)
         return self
+
+    async def post(self, i: int, json: dict[str, Any], headers: dict[str, str]) -> int:
+        if self.lean is not None:
+            return await self.lean.post_json("/v1/images/generations", json, headers)
+        r = await self.pool[i % len(self.pool)].post("/v1/images/generations", json=json,
+                                                     headers=headers)
+        return r.status_code
 
 
 async def _fire(clients: Clients, i: int, sent: dict[str, float],
@@ -61,11 +93,9 @@ async def _fire(clients: Clients, i: int, sent: dict[str, float],
     rid = f"bench-{i}"
     sent[rid] = time.time()
     try:
-        client = clients.pool[i % len(clients.pool)]
-        r = await client.post("/v1/images/generations", json=body(SEED0 + i),
-                              headers={"X-Request-Id": rid})
-        statuses[str(r.status_code)] += 1
-    except httpx.HTTPError as exc:
+        status = await clients.post(i, body(SEED0 + i), {"X-Request-Id": rid})
+        statuses[str(status)] += 1
+    except (httpx.HTTPError, OSError, TimeoutError) as exc:
         statuses[type(exc).__name__] += 1
 
 
@@ -74,7 +104,7 @@ async def _saturate(stack: Stack, seconds: float) -> tuple[float, dict[str, floa
     redis = AsyncRedis.from_url(stack.redis_server.url)
     samples: list[tuple[float, int]] = []
     statuses: collections.Counter[str] = collections.Counter()
-    procs = {"gateway": psutil.Process(stack.pid("gateway")), "client": psutil.Process(),
+    procs = {"gateway": Tree(stack.pid("gateway")), "client": psutil.Process(),
              "redis": psutil.Process(stack.redis_server.proc.pid)}  # type: ignore[union-attr]
     gate = asyncio.Semaphore(CAP)
     async with Clients(stack, CAP, 60) as client:
@@ -140,7 +170,7 @@ async def _paced(stack: Stack, rate: float, count: int) -> tuple[list[float], fl
 async def _hold(stack: Stack, count: int, cycles: int) -> dict[str, float]:
     """Gateway RSS before, while holding `count` waiting requests, and after they hang up;
     `cycles` > 1 repeats the hold, so that memory that keeps growing would show as a leak."""
-    gateway = psutil.Process(stack.pid("gateway"))
+    gateway = Tree(stack.pid("gateway"))
     statuses: collections.Counter[str] = collections.Counter()
     out: dict[str, float] = {"held": 0.0, "rss_held": 0.0}
 
@@ -153,7 +183,7 @@ async def _hold(stack: Stack, count: int, cycles: int) -> dict[str, float]:
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as probe:
         while await waiting(probe) > 0:
             await asyncio.sleep(0.1)
-        out["rss_before"] = gateway.memory_info().rss
+        out["rss_before"] = gateway.rss()
         for cycle in range(cycles):
             t0, queued0, held = time.monotonic(), stack.redis.llen(f"rq:queue:{QUEUE}"), 0.0
             async with Clients(stack, count, 300) as client:
@@ -161,7 +191,7 @@ async def _hold(stack: Stack, count: int, cycles: int) -> dict[str, float]:
                                                    statuses)) for i in range(count)]
                 while time.monotonic() - t0 < 90 and held < count:
                     held = max(held, await waiting(probe))
-                    out["rss_held"] = max(out["rss_held"], gateway.memory_info().rss)
+                    out["rss_held"] = max(out["rss_held"], gateway.rss())
                     await asyncio.sleep(0.25)
                 if cycle == 0:
                     out["seconds_to_hold"] = time.monotonic() - t0
@@ -173,7 +203,7 @@ async def _hold(stack: Stack, count: int, cycles: int) -> dict[str, float]:
             while await waiting(probe) > 0 and time.monotonic() - t0 < 150:
                 await asyncio.sleep(0.25)
             await asyncio.sleep(1)
-            out[f"rss_after_{cycle + 1}"] = gateway.memory_info().rss
+            out[f"rss_after_{cycle + 1}"] = gateway.rss()
     return out
 
 

@@ -8,24 +8,9 @@ from pathlib import Path
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
+    from cli.serve import serve
 
-    from core.logs import setup_logging
-    from core.settings import GatewaySettings
-    from service.app import create_app
-    from service.slow_clients import guarded_protocol
-
-    settings = GatewaySettings()
-    setup_logging(settings.log_json, component="gateway")
-    # Slow or oversized requests are cut off here too, not only by a proxy in front
-    # (docs/deploy.md#reverse-proxy); no websockets are served, so none are parsed.
-    # log_config=None: uvicorn's loggers go through Easel's handler (JSON lines included).
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="warning", log_config=None, timeout_graceful_shutdown=30,
-                http=guarded_protocol(settings.header_timeout_seconds, settings.max_header_bytes),
-                ws="none", timeout_keep_alive=settings.keep_alive_seconds,
-                limit_concurrency=settings.max_connections,
-                h11_max_incomplete_event_size=settings.max_header_bytes, server_header=False)
+    serve(args.process)
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -92,7 +77,9 @@ def _verify(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="easel", description="OpenAI Images API on your hardware")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the gateway (settings from EASEL_* variables)")
+    serve = sub.add_parser("serve", help="run the gateway (settings from EASEL_* variables; "
+                                         "EASEL_GATEWAY_PROCESSES processes on one port)")
+    serve.add_argument("--process", type=int, default=None, help=argparse.SUPPRESS)
     sub.add_parser("worker", help="run one worker process (settings from EASEL_* variables)")
     wh = sub.add_parser("webhooks", help="deliver signed webhook events (settings from EASEL_* "
                                          "variables; docs/async.md)")

@@ -35,6 +35,18 @@ from core.rules import (
 MAX_SEED = 2**63 - 1
 
 
+class LoraChoice(BaseModel):
+    """One entry of Easel's `loras` extension: a catalog adapter and the scale to apply it at."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(max_length=128, description="An adapter of the model's `easel.adapters` "
+                                                  "in GET /v1/models.")
+    scale: float | None = Field(None, ge=-LORA_MAX_SCALE, le=LORA_MAX_SCALE,
+                                description="Easel: the adapter's strength (default: the "
+                                            "catalog's).")
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -53,23 +65,15 @@ class _Body(BaseModel):
     scheduler: Scheduler | None = Field(
         None, description="Easel: the sampler, one of the model's `easel.schedulers` in "
                           "GET /v1/models (default: the checkpoint's own).")
+    loras: list[LoraChoice] | None = Field(
+        None, max_length=MAX_LORAS,
+        description="Easel: LoRA adapters to render with, from the model's `easel.adapters` "
+                    "in GET /v1/models (multipart: this list as JSON text).")
 
 
 class VariationRequest(_Body):
     strength: float | None = Field(None, gt=0, le=1,
                                    description="Easel: how much of the input is redrawn.")
-
-
-class LoraChoice(BaseModel):
-    """One entry of Easel's `loras` extension: a catalog adapter and the scale to apply it at."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    name: str = Field(max_length=128, description="An adapter of the model's `easel.adapters` "
-                                                  "in GET /v1/models.")
-    scale: float | None = Field(None, ge=-LORA_MAX_SCALE, le=LORA_MAX_SCALE,
-                                description="Easel: the adapter's strength (default: the "
-                                            "catalog's).")
 
 
 class _Prompted(_Body):
@@ -82,10 +86,6 @@ class _Prompted(_Body):
     partial_images: int | None = Field(None, ge=0, le=3)
     negative_prompt: str | None = Field(None, description="Easel: what to steer away from.")
     guidance_scale: float | None = Field(None, ge=0, le=30, description="Easel: CFG scale.")
-    loras: list[LoraChoice] | None = Field(
-        None, max_length=MAX_LORAS,
-        description="Easel: LoRA adapters to render with, from the model's `easel.adapters` "
-                    "in GET /v1/models (multipart: this list as JSON text).")
 
 
 class GenerationRequest(_Prompted):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -73,6 +74,13 @@ class GatewaySettings(CommonSettings):
     body_timeout_seconds: float = Field(default=60.0, gt=0)
     max_connections: int = Field(default=2048, ge=1)
     keep_alive_seconds: int = Field(default=5, ge=1)
+    # Gateway processes sharing the port (`easel serve` supervises them; cli/serve.py): one
+    # process uses one core at most.  0: one per core available, at most 4.  Each is a gateway
+    # of its own: per-gateway limits (max_connections, background_max_live, ...) apply to each.
+    gateway_processes: int = Field(default=0, ge=0, le=64)
+    # How long a gateway trusts that a pipeline has a live worker before asking Redis again
+    # (a request for a pipeline without one gets 503 at once instead of waiting in the queue).
+    worker_check_seconds: float = Field(default=2.0, ge=0)
     request_timeout_seconds: float = 300.0
     job_timeout_seconds: int = 600
     max_body_bytes: int = 1_000_000  # JSON bodies
@@ -183,6 +191,16 @@ class GatewaySettings(CommonSettings):
 
     def admin_key_names(self) -> set[str]:
         return {k.strip() for k in self.admin_keys.split(",") if k.strip()}
+
+    def gateway_process_count(self) -> int:
+        """gateway_processes, or for 0 one per core this process may use, at most 4."""
+        if self.gateway_processes:
+            return self.gateway_processes
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cores = os.cpu_count() or 1
+        return max(1, min(4, cores))
 
     def expected_worker_counts(self, pipelines: list[str]) -> dict[str, int]:
         text = self.expected_workers.strip()

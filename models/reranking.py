@@ -2,9 +2,9 @@
 the best per image (DALL·E 1's reranking with CLIP).
 
 Several *asks* (one per job of a cross-request batch) share the call; each has its own prompt,
-seeds and `best_of`.  Candidate j of image i uses seed seeds[i] + j x n (models.scoring), so the
-returned seed reproduces the chosen image with `best_of` 1.  Only the chosen images are resized
-to the requested size.
+seeds and `best_of`.  An image's candidates are drawn from its own seed (models.scoring), so the
+same seed and `best_of` give the same image again, and candidate 0 is the image `best_of` 1
+draws.  Only the chosen images are resized to the requested size.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Ask:
 @dataclass(frozen=True)
 class Drawn:
     images: list[Image.Image]
-    seeds: list[int]  # the seed that drew each returned image
+    seeds: list[int]  # each image's seed (the request's; its candidates derive from it)
     scores: list[float] | None  # the scorer's similarity of each to the prompt (ranked asks)
 
 
@@ -64,13 +64,13 @@ def generate_best(loaded: LoadedPipeline, asks: list[Ask], negative_prompt: str 
     at = 0
     for a in asks:
         count = len(a.seeds) * a.best_of
-        mine, mine_seeds = images[at:at + count], seeds[at:at + count]
+        mine = images[at:at + count]
         at += count
         if a.best_of == 1:
-            out.append(Drawn(rendering.fit_all(mine, width, height), mine_seeds, None))
+            out.append(Drawn(rendering.fit_all(mine, width, height), list(a.seeds), None))
             continue
         scores = loaded.scorer.score(mine, [a.prompt] * count)
         best = best_indices(scores, len(a.seeds), a.best_of)
         out.append(Drawn(rendering.fit_all([mine[b] for b in best], width, height),
-                         [mine_seeds[b] for b in best], [scores[b] for b in best]))
+                         list(a.seeds), [scores[b] for b in best]))
     return out

@@ -99,13 +99,17 @@ class Scorer:
         return [float(sims[i, unique.index(p)]) for i, p in enumerate(prompts)]
 
 
+CANDIDATE_STRIDE = 2**32  # seeds of one image's candidates lie this far apart
+
+
 def candidate_seeds(seeds: Sequence[int], best_of: int, max_seed: int = 2**63 - 1) -> list[int]:
-    """Candidate j of image i uses seeds[i] + j x n: candidate 0 is the image drawn without
-    `best_of`, and a request's candidates never share a seed."""
-    n = len(seeds)
-    return [(s + j * n) % (max_seed + 1) for j in range(best_of) for s in seeds]
+    """Candidate j of the image with seed s uses s + j x 2**32 (candidate-major order): candidate
+    0 is the image drawn without `best_of`, an image's candidates depend on its own seed only
+    (so `seed` s with n=1 draws them again), and a request's candidates never share a seed."""
+    return [(s + j * CANDIDATE_STRIDE) % (max_seed + 1) for j in range(best_of) for s in seeds]
 
 
 def best_indices(scores: Sequence[float], n: int, best_of: int) -> list[int]:
-    """For each of n images, the index (into the candidate-seeds order) of its best candidate."""
+    """For each of n images, the index (into the candidate_seeds order) of its best candidate;
+    the earliest wins a tie."""
     return [max((i + j * n for j in range(best_of)), key=lambda c: scores[c]) for i in range(n)]

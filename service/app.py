@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -44,7 +42,7 @@ from service.job_runner import JobRunner
 from service.job_store import JobStore
 from service.limits import Admission
 from service.metrics import QUIET_ENDPOINTS, GatewayMetrics
-from service.observe import Finished, request_fields
+from service.observe import Observe, request_fields
 from service.openapi import install as install_openapi
 from service.pages import pages
 from service.queue import JobQueue
@@ -103,7 +101,8 @@ async def _purge_files_forever(files: FileStore, every: float) -> None:
             log.info("purged %d expired file(s)", removed)
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings | None = None, processes: int = 1) -> FastAPI:
+    """`processes`: how many gateway processes share this one's port (cli/serve.py)."""
     settings = settings or GatewaySettings()
     catalog = (load_catalog(settings.models_file).with_default(settings.default_model)
                .with_extra_images(settings.extra_images))
@@ -186,14 +185,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     admission = Admission(async_redis, settings.max_queue_depth,
                           settings.key_requests_per_minute, settings.key_max_concurrent,
                           settings.lease_seconds)
-    dispatcher = Dispatcher(settings, queue, waiter, metrics, admission)
+    dispatcher = Dispatcher(settings, queue, waiter, metrics, admission, processes)
     app.state.images = ImageService(settings, catalog, dispatcher, storage, metrics, files)
     # Webhook events are queued for `easel webhooks`, which signs and posts them.
     webhooks = WebhookSender(sync_redis, settings.webhook_targets(),
                              settings.webhook_retry_intervals())
     app.state.webhooks = webhooks
     app.state.send_event = webhooks.send_event
-    metrics.registry.register(WebhookCollector(sync_redis))
+    metrics.add_collector(WebhookCollector(sync_redis))
     app.state.background = BackgroundJobs(
         JobStore(async_redis, settings.background_ttl_seconds, settings.background_lease_seconds),
         queue, storage, settings.outcome_ttl_seconds)
@@ -248,22 +247,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(Idempotency)
     app.add_middleware(BodyDeadline, seconds=settings.body_timeout_seconds)
 
-    @app.middleware("http")
-    async def observe(request: Request,
-                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request_id = request.headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
-        request_id = "".join(c for c in request_id if c.isalnum() or c in "-_.") or uuid.uuid4().hex
-        request.state.request_id = request_id
-        t0 = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except OpenAIError as exc:  # raised here, outside the routes' exception handlers
-            response = _answer(request, exc)
-        response.headers["X-Request-Id"] = request_id
-        # Measured when the last byte is out: a stream's answer starts long before it ends.
-        return Finished(response, lambda: finished(request, response.status_code,
-                                                   time.perf_counter() - t0))
-
     def finished(request: Request, status: int, seconds: float) -> None:
         endpoint = getattr(request.scope.get("route"), "path", "unmatched")
         ctx = getattr(request.state, "ctx", None)
@@ -283,6 +266,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         log.log(level, "%s %s %d %.3fs", request.method, request.scope["path"], status,
                 seconds, extra=request_fields(request, endpoint, status, seconds, error))
 
+    # Request ids, and each request timed to its last byte (a stream's answer starts long
+    # before it ends), counted and logged.
+    app.add_middleware(Observe, finished=finished, answer=_answer)
     # Added last, so outermost: a foreign Host is refused before anything else runs.
     if hosts is not None:
         app.add_middleware(HostGuard, allowed=hosts)

@@ -57,19 +57,31 @@ class RequestContext:
 
 class Dispatcher:
     def __init__(self, settings: GatewaySettings, queue: JobQueue, waiter: CompletionWaiter,
-                 metrics: GatewayMetrics, admission: Admission) -> None:
+                 metrics: GatewayMetrics, admission: Admission, processes: int = 1) -> None:
         self.settings = settings
         self.queue = queue
         self.waiter = waiter
         self.metrics = metrics
         self.admission = admission
-        self.rate = ServiceRate()
+        # One of `processes` sharing a port sees its share of the completions.
+        self.rate = ServiceRate(share=processes)
         self._workers_seen: dict[str, float] = {}
+        self._checking: dict[str, asyncio.Lock] = {}
+
+    def _worker_seen(self, queue_name: str) -> bool:
+        seen = self._workers_seen.get(queue_name)
+        return seen is not None and time.monotonic() - seen < self.settings.worker_check_seconds
 
     async def _require_worker(self, queue_name: str, model: str) -> None:
-        """Fail fast instead of queueing work no process will ever take (cached for 2 s)."""
-        if time.monotonic() - self._workers_seen.get(queue_name, -1e9) < 2.0:
+        """Fail fast instead of queueing work no process will ever take (a live worker is
+        trusted for worker_check_seconds; one request asks Redis, the others wait for it)."""
+        if self._worker_seen(queue_name):
             return
+        async with self._checking.setdefault(queue_name, asyncio.Lock()):
+            if not self._worker_seen(queue_name):
+                await self._check_worker(queue_name, model)
+
+    async def _check_worker(self, queue_name: str, model: str) -> None:
         if await run_in_threadpool(self.queue.live_workers, queue_name) == 0:
             failures = await run_in_threadpool(self.queue.load_failures)
             failures.update(await run_in_threadpool(self.queue.unloaded))
@@ -92,15 +104,22 @@ class Dispatcher:
         The caller must `release` the lease it gets (`outcome_of` does)."""
         ctx.job_id = job.job_id
         target = batch_queue(queue_name) if ctx.priority == "batch" else queue_name
+        # With nothing to do between admission and enqueue, both are one round trip.
+        together = ctx.before_enqueue is None
         try:
             await self._require_worker(queue_name, job.model)
+            if together and not self.queue.knows_server_version:
+                await run_in_threadpool(self.queue.learn_server_version)
             lease = await self.admission.acquire(
                 self.queue.queue(target).key,
                 ctx.key_name if ctx.priority == "live" else None, job.job_id, job.model,
                 lambda depth: self.rate.retry_after(job.pipeline, depth),
-                count_rate=not ctx.background)
+                count_rate=not ctx.background,
+                enqueue=self.queue.enqueue_commands(target, job) if together else None)
         except RedisError as exc:
             raise unavailable("The job queue is unavailable; try again shortly.") from exc
+        if together:
+            return lease
         try:
             if ctx.before_enqueue is not None:
                 await ctx.before_enqueue()
@@ -125,11 +144,13 @@ class Dispatcher:
                 await run_in_threadpool(self.queue.cancel_if_queued, queue_name, job_id)
 
     async def outcome_of(self, queue_name: str, job: RenderJob, ctx: RequestContext,
-                         lease: Lease | None) -> Outcome:
-        """Wait for an admitted job; a failure becomes an OpenAIError, a hang-up ClientGone."""
+                         lease: Lease | None, expected: asyncio.Future[None] | None = None,
+                         ) -> Outcome:
+        """Wait for an admitted job; a failure becomes an OpenAIError, a hang-up ClientGone.
+        `expected`: the waiter's future from before the enqueue (CompletionWaiter.expect)."""
         self.metrics.waiting.inc()
         timeout = ctx.wait_seconds or self.settings.request_timeout_seconds
-        waiting = asyncio.ensure_future(self.waiter.wait(job.job_id, timeout))
+        waiting = asyncio.ensure_future(self.waiter.wait(job.job_id, timeout, expected))
         gone = asyncio.ensure_future(ctx.disconnected()) if ctx.disconnected else None
         try:
             await asyncio.wait([f for f in (waiting, gone) if f is not None],
@@ -143,6 +164,8 @@ class Dispatcher:
                 if f is not None and not f.done():
                     f.cancel()
             self.metrics.waiting.dec()
+            if expected is not None:  # a wait cancelled before it ran never removed it
+                self.waiter.forget(job.job_id, expected)
             if lease is not None:
                 await self.release(lease)
         if outcome is None:
@@ -165,5 +188,12 @@ class Dispatcher:
             # that render instead of queueing (and rendering) it a second time.
             ctx.job_id = job.job_id
             return await self.outcome_of(queue_name, job, ctx, None)
-        lease = await self.admit(queue_name, job, ctx)
-        return await self.outcome_of(queue_name, job, ctx, lease)
+        # A new job id: listen before the enqueue, so the wait needs no first read.
+        expected = self.waiter.expect(job.job_id) if ctx.fixed_job_id is None else None
+        try:
+            lease = await self.admit(queue_name, job, ctx)
+        except BaseException:
+            if expected is not None:
+                self.waiter.forget(job.job_id, expected)
+            raise
+        return await self.outcome_of(queue_name, job, ctx, lease, expected)

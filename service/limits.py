@@ -29,10 +29,12 @@ def rate_limited(message: str, retry_after: float, code: str) -> OpenAIError:
 
 
 class ServiceRate:
-    """Completed jobs per second over the last minute, per pipeline, as this gateway saw them."""
+    """Completed jobs per second over the last minute, per pipeline: this gateway's count,
+    times `share` when it is one of that many processes sharing a port (each sees its part)."""
 
-    def __init__(self, window: float = 60.0) -> None:
+    def __init__(self, window: float = 60.0, share: int = 1) -> None:
         self.window = window
+        self.share = share
         self._done: dict[str, deque[float]] = {}
 
     def record(self, pipeline: str) -> None:
@@ -50,7 +52,7 @@ class ServiceRate:
         while q and q[0] < cutoff:
             q.popleft()
         span = max(1.0, min(self.window, time.monotonic() - q[0])) if q else self.window
-        return len(q) / span
+        return len(q) * self.share / span
 
     def retry_after(self, pipeline: str, depth: int) -> float:
         """How long the queue ahead takes to drain at the measured rate (5 s when unknown)."""
@@ -63,7 +65,8 @@ class ServiceRate:
 # concurrency, then the queue.  A refusal writes nothing but the rate count, so a client that
 # retries never extends a lock-out; an admission adds two leases that expire on their own.
 #   KEYS: queue list (RQ), queue reservations (zset), key leases (zset), key rate counter
-#   ARGV: lease ms, lease id, queue cap, key max concurrent, key per minute
+#   ARGV: lease ms, lease id, queue cap, key max concurrent, key per minute, then optionally
+#         the job's enqueue commands (service.queue.JobQueue.enqueue_commands)
 #   -> {status, n}: 0 admitted, 1 rate limited, 2 too many concurrent, 3 queue full
 # Time is Redis's own, so gateways with skewed clocks agree on when a lease ends.
 _NOW = "local t = redis.call('time'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
@@ -81,8 +84,19 @@ if concurrent > 0 and active >= concurrent then return {2, active} end
 redis.call('zremrangebyscore', KEYS[2], '-inf', now)
 local depth = redis.call('llen', KEYS[1]) + redis.call('zcard', KEYS[2])
 if depth >= cap then return {3, depth} end
-redis.call('zadd', KEYS[2], now + lease, id)
-redis.call('pexpire', KEYS[2], lease)
+if #ARGV > 5 then
+  -- Admitted with its enqueue: RQ's own commands (argument count, then the arguments), run
+  -- here so the job is in the queue list at once and needs no reservation.
+  local i = 6
+  while i <= #ARGV do
+    local n = tonumber(ARGV[i])
+    redis.call(unpack(ARGV, i + 1, i + n))
+    i = i + n + 1
+  end
+else
+  redis.call('zadd', KEYS[2], now + lease, id)
+  redis.call('pexpire', KEYS[2], lease)
+end
 if concurrent > 0 then
   redis.call('zadd', KEYS[3], now + lease, id)
   redis.call('pexpire', KEYS[3], lease)
@@ -110,6 +124,7 @@ class Lease:
     id: str
     queue_key: str
     key_leases: str | None  # the key's lease zset, when its concurrency is capped
+    reserved: bool = True  # a queue reservation is held (False: enqueued by the admission)
 
 
 class Admission:
@@ -142,15 +157,21 @@ class Admission:
 
     async def acquire(self, queue_key: str, key_name: str | None, lease_id: str,
                       model: str, retry_after: Callable[[int], float],
-                      count_rate: bool = True) -> Lease:
-        """`count_rate=False`: a background job whose submit was already counted (charge)."""
+                      count_rate: bool = True,
+                      enqueue: list[tuple[Any, ...]] | None = None) -> Lease:
+        """`count_rate=False`: a background job whose submit was already counted (charge).
+        `enqueue`: the job's enqueue commands, run in the same round trip once admitted (then
+        no reservation is taken, and `enqueued` is not needed)."""
         keyed = key_name is not None
+        flat: list[Any] = []
+        for command in enqueue or ():
+            flat += [len(command), *command]
         status, n = await self._admit(
             keys=[queue_key, self._reservations(queue_key), self._leases(key_name),
                   self._rate_key(key_name)],
             args=[self.lease_ms, lease_id, self.max_queue_depth,
                   self.max_concurrent if keyed else 0,
-                  self.per_minute if keyed and count_rate else 0])
+                  self.per_minute if keyed and count_rate else 0, *flat])
         if status == 1:
             raise rate_limited(f"Rate limit reached for key '{key_name}': {self.per_minute} "
                                "requests per minute.", 60 - time.time() % 60, "rate_limit_exceeded")
@@ -161,7 +182,8 @@ class Admission:
             raise rate_limited(f"The queue for model '{model}' is full ({n} jobs); try again "
                                "later.", retry_after(int(n)), "queue_full")
         capped = keyed and self.max_concurrent > 0
-        lease = Lease(lease_id, queue_key, self._leases(key_name) if capped else None)
+        lease = Lease(lease_id, queue_key, self._leases(key_name) if capped else None,
+                      reserved=not enqueue)
         if capped:
             self._held[lease_id] = lease
         return lease
@@ -186,8 +208,11 @@ class Admission:
 
     async def release(self, lease: Lease) -> None:
         self._held.pop(lease.id, None)
+        if not lease.reserved and not lease.key_leases:
+            return  # nothing held in Redis: no round trip
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(self._reservations(lease.queue_key), lease.id)
+            if lease.reserved:
+                pipe.zrem(self._reservations(lease.queue_key), lease.id)
             if lease.key_leases:
                 pipe.zrem(lease.key_leases, lease.id)
             await pipe.execute()

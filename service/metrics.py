@@ -3,6 +3,12 @@
 Besides its own requests, the gateway exports what Redis knows about the whole cluster (queue
 depth, live workers, job retries and failures by reason, reaped jobs, worker starts), so one
 scrape of any gateway shows it; with several gateways, aggregate those with `max`, not `sum`.
+
+Several gateway processes on one port (cli/serve.py) are one gateway to a scraper: they run
+prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by their supervisor), so
+whichever answers the scrape reports every process's requests, summed (requests waiting: the
+live processes' sum).  The per-process `process_*` metrics are left out there: they would
+describe only the process that happened to answer.
 """
 
 from __future__ import annotations
@@ -16,11 +22,17 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    Info,
     PlatformCollector,
     ProcessCollector,
+    multiprocess,
+    values,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from core.catalog import Catalog
@@ -77,11 +89,38 @@ class QueueCollector(Collector):
         yield from (depth, workers, redis_up, retried, failed, reaped, starts)
 
 
+class BuildInfo(Collector):
+    """easel_build_info, as prometheus_client's Info writes it (Info has no multiprocess mode)."""
+
+    def __init__(self) -> None:
+        self.labels = build_labels("gateway")
+
+    def collect(self) -> Iterator[Metric]:
+        yield InfoMetricFamily("easel_build", "Easel's version on this process", self.labels)
+
+
+def shared_values() -> bool:
+    """Whether metric values live in PROMETHEUS_MULTIPROC_DIR, shared by the gateway processes
+    on one port (prometheus_client decides this once, when it is imported)."""
+    return values.ValueClass is not values.MutexValue
+
+
 class GatewayMetrics:
+    """`registry` holds the metrics; `exposition` is what /metrics serves: the same registry,
+    or with several processes the sums over all of them plus what is read at scrape time."""
+
     def __init__(self, queue: Any, catalog: Catalog, expected: dict[str, int] | None = None,
                  max_queue_depth: int = 0) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.exposition = r
+        scraped: list[Collector] = [QueueCollector(queue, catalog, expected), BuildInfo(),
+                                    PlatformCollector(registry=None)]
+        if shared_values():
+            self.exposition = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposition)
+        else:
+            ProcessCollector(registry=r)  # the gateway's own CPU, memory and open files
         self.requests = Counter("easel_requests_total", "HTTP requests, by route, model and "
                                 "status", ["endpoint", "model", "status"], registry=r)
         self.latency = Histogram("easel_request_seconds", "HTTP request latency, to the last "
@@ -93,7 +132,7 @@ class GatewayMetrics:
         self.images = Counter("easel_images_total", "Images delivered (streams included)",
                               ["model"], registry=r)
         self.waiting = Gauge("easel_requests_waiting", "Requests waiting for a job outcome",
-                             registry=r)
+                             registry=r, multiprocess_mode="livesum")
         self.streams = Counter("easel_streams_total", "Streamed answers by how they ended: "
                                "completed, error, abandoned", ["model", "outcome"], registry=r)
         self.first_partial = Histogram("easel_stream_first_partial_seconds", "Stream start to "
@@ -104,11 +143,14 @@ class GatewayMetrics:
         self.storage_errors = Counter("easel_storage_errors_total", "Storage puts and gets "
                                       "that failed", ["op"], registry=r)
         expected_workers = Gauge("easel_workers_expected", "Live workers each pipeline should "
-                                 "have (EASEL_EXPECTED_WORKERS)", ["pipeline"], registry=r)
+                                 "have (EASEL_EXPECTED_WORKERS)", ["pipeline"], registry=r,
+                                 multiprocess_mode="max")
         queue_limit = Gauge("easel_queue_limit", "Queue depth beyond which new jobs get 429 "
-                            "(EASEL_MAX_QUEUE_DEPTH)", ["pipeline"], registry=r)
+                            "(EASEL_MAX_QUEUE_DEPTH)", ["pipeline"], registry=r,
+                            multiprocess_mode="max")
         models = Gauge("easel_model_info", "The catalog: each public model id and the pipeline "
-                       "that serves it", ["model", "pipeline"], registry=r)
+                       "that serves it", ["model", "pipeline"], registry=r,
+                       multiprocess_mode="max")
         for name, count in (expected or {}).items():
             expected_workers.labels(name).set(count)
         for spec in catalog.pipelines.values():
@@ -121,11 +163,14 @@ class GatewayMetrics:
                 self.streams.labels(model.id, outcome)
         for op in ("put", "get"):
             self.storage_errors.labels(op)
-        Info("easel_build", "Easel's version on this process", registry=r).info(
-            build_labels("gateway"))
-        ProcessCollector(registry=r)  # the gateway's own CPU, memory and open files
-        PlatformCollector(registry=r)
-        r.register(QueueCollector(queue, catalog, expected))
+        for collector in scraped:
+            self.add_collector(collector)
+
+    def add_collector(self, collector: Collector) -> None:
+        """A collector read at scrape time (from Redis, say): served as it is, never summed."""
+        self.registry.register(collector)
+        if self.exposition is not self.registry:
+            self.exposition.register(collector)
 
     def storage_failed(self, op: str) -> None:
         """core.storage's `on_error` hook."""

@@ -1,40 +1,88 @@
-"""What the gateway's `observe` middleware (service.app) needs: a response that says when its
-last byte is out, and the fields of a request's log line (core.logs.FIELDS)."""
+"""The gateway's `Observe` middleware: a request id on every answer, and each request timed
+to its last byte, then counted and logged (service.app's `finished`); and the fields of a
+request's log line (core.logs.FIELDS)."""
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import OpenAIError
 
 log = logging.getLogger("easel.gateway")
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
-class Finished(Response):
-    """Sends `inner` unchanged, then calls `done` once: after the last byte, or when sending
-    stopped (the client hung up).  A stream is timed to its last event, not to its headers."""
+def request_id_of(scope: Scope) -> str:
+    """The client's X-Request-Id (at most 128 safe characters), else a new one."""
+    given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+    kept = "".join(c for c in given[:128].decode("latin-1") if c in _ID_CHARS)
+    return kept or uuid.uuid4().hex
 
-    def __init__(self, inner: Response, done: Callable[[], None]) -> None:
-        self.inner = inner
-        self.done = done
-        self.status_code = inner.status_code
-        self.raw_headers = inner.raw_headers
-        self.background = None
+
+class Observe:
+    """Pure ASGI (BaseHTTPMiddleware would copy every answer through a task and a stream).
+
+    `finished(request, status, seconds)` runs once: after the last byte, or when sending
+    stopped (the client hung up), so a stream is timed to its last event, not its headers.
+    An OpenAIError raised before the answer started (outside the routes' exception handlers)
+    is answered by `answer(request, exc)`.
+    """
+
+    def __init__(self, app: ASGIApp, finished: Callable[[Request, int, float], None],
+                 answer: Callable[[Request, OpenAIError], Response]) -> None:
+        self.app = app
+        self.finished = finished
+        self.answer = answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.inner(scope, receive, send)
-        finally:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = request_id_of(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+        t0 = time.perf_counter()
+        status: int | None = None
+        done = False
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status, done
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [h for h in message.get("headers", ()) if h[0] != b"x-request-id"]
+                message = {**message, "headers": [*headers, header]}
+            last = message["type"] == "http.response.body" and not message.get("more_body")
             try:
-                self.done()
-            except Exception:  # metrics and logs must never break an answer
-                log.exception("recording a finished request failed")
+                await send(message)
+            finally:
+                if last and not done:
+                    done = True
+                    self._record(scope, status, t0)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        except OpenAIError as exc:  # raised here, outside the routes' exception handlers
+            if status is not None:
+                raise
+            await self.answer(Request(scope), exc)(scope, receive, observed_send)
+        finally:
+            if status is not None and not done:  # the client hung up mid-answer
+                done = True
+                self._record(scope, status, t0)
+
+    def _record(self, scope: Scope, status: int | None, t0: float) -> None:
+        try:
+            self.finished(Request(scope), status or 500, time.perf_counter() - t0)
+        except Exception:  # metrics and logs must never break an answer
+            log.exception("recording a finished request failed")
+
 
 
 def request_fields(request: Request, endpoint: str, status: int, seconds: float,

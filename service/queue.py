@@ -20,17 +20,42 @@ class JobQueue:
         self.job_timeout = job_timeout
         self.retries = retries
         self.result_ttl = result_ttl
+        self._queues: dict[str, Queue] = {}
 
     def queue(self, name: str) -> Queue:
-        return Queue(name, connection=self.redis, serializer=JSONSerializer)
+        if name not in self._queues:  # stateless but for the server version RQ caches on it
+            self._queues[name] = Queue(name, connection=self.redis, serializer=JSONSerializer)
+        return self._queues[name]
 
-    def enqueue(self, queue_name: str, job: RenderJob) -> None:
+    def _enqueue_call(self, queue_name: str, job: RenderJob, pipeline: Any = None) -> None:
         self.queue(queue_name).enqueue_call(
             RENDER_TASK, args=(job.model_dump(mode="json"),), job_id=job.job_id,
             timeout=self.job_timeout, result_ttl=self.result_ttl, failure_ttl=self.result_ttl,
             retry=Retry(max=self.retries, enqueue_at_front=True) if self.retries else None,
             description=f"{job.kind} {job.model} n={job.n} {job.width}x{job.height}",
-        )
+            pipeline=pipeline)
+
+    def enqueue(self, queue_name: str, job: RenderJob) -> None:
+        self._enqueue_call(queue_name, job)
+
+    @property
+    def knows_server_version(self) -> bool:
+        return bool(getattr(self.redis, "__rq_redis_server_version", None))
+
+    def learn_server_version(self) -> None:
+        """RQ stamps jobs with the server's version, read once (INFO) and cached on the
+        connection: done here, in a thread, so `enqueue_commands` never does I/O."""
+        self.queue("easel:version").get_redis_server_version()
+
+    def enqueue_commands(self, queue_name: str, job: RenderJob) -> list[tuple[Any, ...]]:
+        """The Redis commands RQ's own enqueue issues for this job (job hash, queue set, queue
+        push), recorded on a pipeline that never runs: service.limits.Admission runs them in
+        the admission's round trip.  No I/O once `learn_server_version` ran."""
+        recorder = self.redis.pipeline(transaction=True)
+        self._enqueue_call(queue_name, job, recorder)
+        commands = [tuple(args) for args, _ in recorder.command_stack]
+        recorder.reset()
+        return commands
 
     def depth(self, queue_name: str) -> int:
         return int(self.queue(queue_name).count)

@@ -184,7 +184,7 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    registry = _state(request).metrics.registry
+    registry = _state(request).metrics.exposition  # all processes' sums (metrics.py)
     return PlainTextResponse(await run_in_threadpool(generate_latest, registry),
                              media_type=CONTENT_TYPE_LATEST)
 

@@ -36,6 +36,8 @@ class Residency:
         self.asleep: set[str] = set()
         self.unloaded: set[str] = set()
         self.last_used: dict[str, float] = dict.fromkeys(pipelines, time.monotonic())
+        # Weight bytes per resident pipeline, counted once per load (every beat reports them).
+        self.sizes = {name: loaded.weight_bytes() for name, loaded in pipelines.items()}
         self.metrics = metrics
         self.backoff = backoff
         self.on_change: Callable[[], None] = lambda: None  # worker queues + heartbeat follow
@@ -65,10 +67,10 @@ class Residency:
                     self.on_change()
                     raise RuntimeError(self.failed[name]) from exc
                 self.pipelines[name] = loaded
+                self.sizes[name] = loaded.weight_bytes()
                 self.failed.pop(name, None)
                 if self.metrics is not None:
-                    self.metrics.pipeline_loaded(name, loaded.load_seconds,
-                                                 loaded.weight_bytes())
+                    self.metrics.pipeline_loaded(name, loaded.load_seconds, self.sizes[name])
             self.asleep.discard(name)
             self.unloaded.discard(name)
             self.used(name)
@@ -139,7 +141,7 @@ class Residency:
         for name, loaded in self.pipelines.items():
             cache = loaded.adapters
             out[name] = {"state": "resident", "load_seconds": round(loaded.load_seconds, 3),
-                         "bytes": loaded.weight_bytes(),
+                         "bytes": self.sizes.get(name, 0),
                          "idle_seconds": round(now - self.last_used.get(name, now), 1),
                          "adapters": list(cache.resident) if cache is not None else []}
         for name in self.asleep - set(self.pipelines):

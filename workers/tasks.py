@@ -114,8 +114,6 @@ def render(payload: dict[str, Any]) -> dict[str, Any]:
         patiently(partial(rt.storage.put, key, blob, CONTENT_TYPES[job.output_format]),
                   rt.settings.storage_patience_seconds, f"storing {key}")
         keys.append(key)
-    # The seed that drew each image: with best_of, the chosen candidate's (it reproduces the
-    # image with best_of 1).
     result = RenderResult(keys=keys, seeds=drawn.seeds, seconds=time.perf_counter() - t0,
                           safety_violations=withheld)
     if rt.metrics is not None:

@@ -5,7 +5,10 @@
 Prompts are drawn from the grammar (a fixed seed), per caption kind and for seen and held-out
 colour-shape pairs; each image is judged by `models.shapes.checker.check`.  Prints the pass rate
 per cell and overall, plus ms per image at batch 1 and batch 8 (one thread on CPU).
-With `--api URL` the images come from a running Easel gateway instead of a direct pipeline call.
+With `--api URL` the images come from a running Easel gateway instead of a direct pipeline call
+(`--best-of K` / `--quality Q` set those request fields; request latency p50/p90 is reported).
+Every cell also gets a CLIP-style score: the mean similarity (cosine x 100) of its images to
+their prompts by the shapes scorer (models/shapes/scorer.py; `--scorer`), for any model.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from models.scoring import Scorer
 from models.shapes.checker import check
+from models.shapes.scorer import SHIPPED
 from models.shapes.world import KINDS, Scene, sample_scene
 
 Generate = Callable[[list[str], list[int]], list[Image.Image]]
@@ -51,7 +56,11 @@ def pipeline_generator(model_dir: Path, steps: int, guidance: float, device: str
     return generate
 
 
-def api_generator(base_url: str, model: str, size: str, api_key: str) -> Generate:
+def api_generator(base_url: str, model: str, size: str, api_key: str,
+                  extra: dict[str, object] | None = None,
+                  latencies: list[float] | None = None) -> Generate:
+    """Images from a running gateway, one request each; `extra`: Easel fields (best_of,
+    quality, ...); each request's seconds are appended to `latencies`."""
     from openai import OpenAI
 
     client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0)
@@ -59,8 +68,12 @@ def api_generator(base_url: str, model: str, size: str, api_key: str) -> Generat
     def generate(prompts: list[str], seeds: list[int]) -> list[Image.Image]:
         images: list[Image.Image] = []
         for prompt, seed in zip(prompts, seeds, strict=True):
+            t0 = time.perf_counter()
             resp = client.images.generate(model=model, prompt=prompt, size=size,  # type: ignore[arg-type]
-                                          response_format="b64_json", extra_body={"seed": seed})
+                                          response_format="b64_json",
+                                          extra_body={"seed": seed, **(extra or {})})
+            if latencies is not None:
+                latencies.append(time.perf_counter() - t0)
             b64 = resp.data[0].b64_json if resp.data else None
             images.append(Image.open(io.BytesIO(base64.b64decode(b64 or ""))))
         return images
@@ -90,18 +103,23 @@ def save_grid(images: list[Image.Image], path: Path, captions: list[str],
 
 
 def evaluate(generate: Generate, per_cell: int, batch: int = 16,
-             grid: Path | None = None) -> dict[str, float]:
-    """Pass rates per cell; `grid` saves the first four images of every cell, labelled."""
+             grid: Path | None = None, scorer: Scorer | None = None) -> dict[str, float]:
+    """Pass rates per cell (and `clip/<cell>`, the scorer's mean similarity, with `scorer`);
+    `grid` saves the first four images of every cell, labelled."""
     scenes = eval_scenes(per_cell)
     passed: dict[str, list[bool]] = {}
+    clip: dict[str, list[float]] = {}
     shown: list[tuple[Image.Image, str, bool]] = []
     for i in range(0, len(scenes), batch):
         chunk = scenes[i:i + batch]
         images = generate([s.caption for s, _ in chunk], [1000 + i + j for j in range(len(chunk))])
+        sims = scorer.score(images, [s.caption for s, _ in chunk]) if scorer else []
         for j, ((scene, held), image) in enumerate(zip(chunk, images, strict=True)):
             key = f"{scene.kind}/{'held-out' if held else 'seen'}"
             ok = check(image, scene)
             passed.setdefault(key, []).append(ok)
+            if sims:
+                clip.setdefault(key, []).append(sims[j])
             if (i + j) % per_cell < 4:  # the first four of every cell, in order
                 shown.append((image, scene.caption, ok))
     if grid is not None and shown:
@@ -112,6 +130,11 @@ def evaluate(generate: Generate, per_cell: int, batch: int = 16,
     for group in ("seen", "held-out"):
         cell = [x for k, v in passed.items() if k.endswith("/" + group) for x in v]
         table[f"overall/{group}"] = sum(cell) / len(cell)
+    for k, v in clip.items():
+        table[f"clip/{k}"] = sum(v) / len(v)
+    if clip:
+        every_clip = [x for v in clip.values() for x in v]
+        table["clip/overall"] = sum(every_clip) / len(every_clip)
     return table
 
 
@@ -136,17 +159,28 @@ def main() -> None:
     p.add_argument("--api-model", default="dall-e-2")
     p.add_argument("--api-size", default="256x256")
     p.add_argument("--api-key", default="sk-local")
+    p.add_argument("--best-of", type=int, help="API: the request's best_of (default: unset)")
+    p.add_argument("--quality", help="API: the request's quality (default: unset)")
+    p.add_argument("--scorer", type=Path, default=SHIPPED,
+                   help="CLIP-style scorer for the clip/* columns")
     p.add_argument("--json", type=Path, help="also write the table here")
     p.add_argument("--grid", type=Path, help="save a labelled sample grid (4 per cell)")
     args = p.parse_args()
-    if args.api:
-        gen = api_generator(args.api, args.api_model, args.api_size, args.api_key)
-    else:
-        import torch
+    import torch
 
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    latencies: list[float] = []
+    if args.api:
+        extra = {k: v for k, v in (("best_of", args.best_of), ("quality", args.quality)) if v}
+        gen = api_generator(args.api, args.api_model, args.api_size, args.api_key, extra,
+                            latencies)
+    else:
         gen = pipeline_generator(args.model, args.steps, args.guidance, args.device)
-    table = evaluate(gen, args.per_cell, grid=args.grid)
+    table = evaluate(gen, args.per_cell, grid=args.grid, scorer=Scorer(args.scorer))
+    if latencies:
+        ordered = sorted(latencies)
+        table["ms_request_p50"] = 1000 * ordered[len(ordered) // 2]
+        table["ms_request_p90"] = 1000 * ordered[int(len(ordered) * 0.9)]
     if args.timing and not args.api:
         table["ms_per_image_batch1"] = time_per_image(gen, 1)
         table["ms_per_image_batch8"] = time_per_image(gen, 8)

@@ -153,6 +153,7 @@ window.fetch = async (input, init) => {
         const event = buf.slice(0, end + 2);
         buf = buf.slice(end + 2);
         const name = (event.match(/^event: (.*)$/m) || [])[1];
+        if (!name) { out.enqueue(enc.encode(event)); continue; }  // a comment: the queue place
         window.__events.push(name);
         if (!name.endsWith('.partial_image')) await released;
         out.enqueue(enc.encode(event));
@@ -350,7 +351,8 @@ def test_stream_error_and_waiting_mode(page: Page) -> None:
 
     def fail_midway(route: Route) -> None:
         real = route.fetch().text()  # the real stream; keep its first preview, then fail
-        first = real.split("\n\n")[0]
+        events = [e for e in real.split("\n\n") if e and not e.startswith(":")]  # no comments
+        first = events[0]
         assert first.startswith("event: image_generation.partial_image")
         error = {"error": {"message": message, "type": "server_error", "param": None,
                            "code": "worker_lost"}}

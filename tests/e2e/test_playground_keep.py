@@ -277,6 +277,13 @@ def test_outpaint_size_is_shown_before_submit(browser: Browser, stack: Stack,
     expect(plan).to_contain_text("padded")
     expect(plan).to_contain_text("from 372×200 to 372×372")
     expect(plan).to_be_visible()
+    # ... and drawn: the final canvas, the picture centred in its transparent padding.
+    final = page.get_by_test_id("edit-plan-canvas")
+    expect(final).to_be_visible()
+    alpha = final.evaluate("""c => [[186, 10], [186, 186], [186, 360]].map(([x, y]) =>
+        c.getContext('2d').getImageData(x, y, 1, 1).data[3])""")
+    assert [c.get_attribute("width") for c in (final,)] == ["372"]
+    assert alpha == [0, 255, 0]  # padding above, the picture in the middle, padding below
     assert page.evaluate("window.__sent.length") == 0  # all of it before anything is sent
     close(page, errors)
 

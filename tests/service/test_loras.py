@@ -74,6 +74,6 @@ def test_an_adapter_of_another_pipeline_is_refused_for_this_model() -> None:
     assert error.param == "loras[0].name" and "does not fit model 'other-model'" in error.message
 
 
-def test_variations_take_no_loras() -> None:
-    error = _error({"loras": [{"name": "outline"}]}, "variation", form=True)
-    assert (error.param, error.code) == ("loras", "unknown_parameter")
+def test_variations_take_loras_too() -> None:
+    params = parse_request({"loras": '[{"name": "outline"}]'}, CATALOG, "variation", form=True)
+    assert params.loras == (("outline", 1.0),)

@@ -258,3 +258,13 @@ def test_easel_up_tells_the_gateway_how_many_workers_to_expect(
     monkeypatch.delenv("EASEL_EXPECTED_WORKERS", raising=False)
     env = stack.Stack(stack.StackOptions(workers=3))._env("redis://127.0.0.1:1/0", tmp_path)
     assert env["EASEL_EXPECTED_WORKERS"] == "3"  # easel_workers_expected, and its alert
+
+
+def test_runtime_loads_and_unloads_are_counted_with_their_memory() -> None:
+    metrics = WorkerMetrics()
+    metrics.pipeline_loaded("shapes", 0.7, 42_000_000)
+    assert sample(metrics, "easel_model_load_seconds", pipeline="shapes") == 0.7
+    assert sample(metrics, "easel_pipeline_loads_total", pipeline="shapes") == 1
+    assert sample(metrics, "easel_pipeline_resident_bytes", pipeline="shapes") == 42_000_000
+    metrics.pipeline_unloaded("shapes")
+    assert sample(metrics, "easel_pipeline_resident_bytes", pipeline="shapes") == 0

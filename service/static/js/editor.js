@@ -68,16 +68,34 @@ export function setCanvasSize(w, h) {
 export function showPlan() {
   const size = els.editSize.value;
   const { width: w, height: h } = els.image;
+  $('edit-plan-canvas').hidden = true;
   if (!size || !w || !h) { els.editPlan.textContent = ''; return; }
   if (size === 'auto') {
     els.editPlan.textContent = `Sends ${w}×${h}; the server picks the result size.`;
     return;
   }
   const [nw, nh] = paddedSize(size, w, h);
+  requestAnimationFrame(drawPlan);  // once the caller has drawn the picture
   const padded = nw !== w || nh !== h
     ? ` padded (centred, transparent) from ${w}×${h} to ${nw}×${nh} to match its shape;` : '';
   els.editPlan.textContent = `Sends the canvas${padded || ` as ${w}×${h};`} the result is `
     + `${size.replace('x', '×')}.`;
+}
+
+// The canvas as it will go out: the picture centred on its padded size, transparent around it
+// (the checkerboard shows through), so an outpainting's final shape is seen before submit.
+function drawPlan() {
+  const plan = $('edit-plan-canvas');
+  const size = els.editSize.value;
+  if (els.editor.hidden || !size || size === 'auto' || !els.image.width) return;
+  const [nw, nh] = paddedSize(size, els.image.width, els.image.height);
+  plan.width = nw;
+  plan.height = nh;
+  const ctx = plan.getContext('2d');
+  ctx.clearRect(0, 0, nw, nh);
+  ctx.drawImage(els.image, Math.floor((nw - els.image.width) / 2),
+    Math.floor((nh - els.image.height) / 2));
+  plan.hidden = false;
 }
 
 function paddedSize(size, w, h) {

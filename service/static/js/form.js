@@ -5,6 +5,7 @@ import { els, fillSelect, showError } from './dom.js';
 import {
   DEFAULT_MODEL, editModels, known, maxSteps, offers, rulesOf, setModels,
 } from './rules.js';
+import { samplerExtensions, setSamplerModels } from './samplers.js';
 import { offerCustom, setSize } from './size.js';
 
 const SETTINGS_STORAGE = 'easel.settings';
@@ -39,6 +40,7 @@ export async function loadModels() {
     showError(err);  // e.g. a key is required: entering one loads the list again
   }
   setModels(models);
+  setSamplerModels(models);  // sampler and LoRA choices (samplers.js)
   const saved = loadSettings();
   fillSelect(els.model, models.map((m) => m.id), saved.model || DEFAULT_MODEL,
     '(server default)');
@@ -133,5 +135,5 @@ export function extensions(model = els.model.value) {
     }
     out.steps = steps;
   }
-  return out;
+  return Object.assign(out, samplerExtensions(model));
 }
