@@ -11,12 +11,13 @@ import time
 import traceback
 from collections.abc import Callable
 
-from benchmarks import batching, encoding, gateway, overhead, scaleout, signing
+from benchmarks import batch_live, batching, encoding, gateway, overhead, scaleout, signing
 from benchmarks.report import Report, machine_summary, table
 
 BENCHMARKS: dict[str, Callable[[bool], Report]] = {
     "encoding": encoding.run, "overhead": overhead.run, "batching": batching.run,
     "scaleout": scaleout.run, "gateway": gateway.run, "signing": signing.run,
+    "batch_live": batch_live.run,
 }
 
 

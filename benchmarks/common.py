@@ -165,6 +165,24 @@ class Stack:
         return out
 
 
+class ProcessTree:
+    """A process and its children, summed: the gateway is several processes behind one port
+    when EASEL_GATEWAY_PROCESSES (or the core count) says so (cli/serve.py)."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        root = psutil.Process(pid)
+        self.procs = [root, *root.children(recursive=True)]
+
+    def cpu_times(self) -> tuple[float, float]:
+        times = [p.cpu_times() for p in self.procs]
+        return sum(t.user for t in times), sum(t.system for t in times)
+
+    def rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.procs)
+
+
 def delta(after: dict[str, float], before: dict[str, float], name: str) -> float:
     return after.get(name, 0.0) - before.get(name, 0.0)
 

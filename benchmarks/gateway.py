@@ -27,7 +27,7 @@ from redis.asyncio import Redis as AsyncRedis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from benchmarks.common import QUEUE, SEED0, Stack, body
+from benchmarks.common import QUEUE, SEED0, ProcessTree, Stack, body
 from benchmarks.lean_http import LeanClient
 from benchmarks.report import Goal, Report, main, percentile, table
 
@@ -41,21 +41,6 @@ POOL = 16
 # client is the default, GATEWAY_BENCH_CLIENT=httpx measures with httpx as before.
 HTTPX = os.environ.get("GATEWAY_BENCH_CLIENT", "lean") == "httpx"
 _WAITING = re.compile(r"^easel_requests_waiting\s+([0-9.e+]+)$", re.M)
-
-
-class Tree:
-    """A process and its children (the gateway's processes behind one port), summed."""
-
-    def __init__(self, pid: int) -> None:
-        root = psutil.Process(pid)
-        self.procs = [root, *root.children(recursive=True)]
-
-    def cpu_times(self) -> tuple[float, float]:
-        times = [p.cpu_times() for p in self.procs]
-        return sum(t.user for t in times), sum(t.system for t in times)
-
-    def rss(self) -> int:
-        return sum(p.memory_info().rss for p in self.procs)
 
 
 def _env(timeout: float) -> dict[str, str]:
@@ -104,7 +89,7 @@ async def _saturate(stack: Stack, seconds: float) -> tuple[float, dict[str, floa
     redis = AsyncRedis.from_url(stack.redis_server.url)
     samples: list[tuple[float, int]] = []
     statuses: collections.Counter[str] = collections.Counter()
-    procs = {"gateway": Tree(stack.pid("gateway")), "client": psutil.Process(),
+    procs = {"gateway": ProcessTree(stack.pid("gateway")), "client": psutil.Process(),
              "redis": psutil.Process(stack.redis_server.proc.pid)}  # type: ignore[union-attr]
     gate = asyncio.Semaphore(CAP)
     async with Clients(stack, CAP, 60) as client:
@@ -170,7 +155,7 @@ async def _paced(stack: Stack, rate: float, count: int) -> tuple[list[float], fl
 async def _hold(stack: Stack, count: int, cycles: int) -> dict[str, float]:
     """Gateway RSS before, while holding `count` waiting requests, and after they hang up;
     `cycles` > 1 repeats the hold, so that memory that keeps growing would show as a leak."""
-    gateway = Tree(stack.pid("gateway"))
+    gateway = ProcessTree(stack.pid("gateway"))
     statuses: collections.Counter[str] = collections.Counter()
     out: dict[str, float] = {"held": 0.0, "rss_held": 0.0}
 
@@ -210,15 +195,25 @@ async def _hold(stack: Stack, count: int, cycles: int) -> dict[str, float]:
 def run(quick: bool = False) -> Report:
     seconds, paced_count, cycles = (4.0, 200, 1) if quick else (12.0, 1000, 3)
     with Stack(workers=0, env=_env(RATE_TIMEOUT), fake_worker=True) as stack:
+        processes = max(1, len(ProcessTree(stack.pid("gateway")).procs) - 1)  # less a supervisor
+        load0 = os.getloadavg()[0]
         rate, cores = asyncio.run(_saturate(stack, seconds))
+        load1 = os.getloadavg()[0]
         latencies, achieved, statuses = asyncio.run(_paced(stack, rate / 2, paced_count))
     with Stack(workers=0, env=_env(HOLD_TIMEOUT), fake_worker=True) as stack:
         held = asyncio.run(_hold(stack, HOLD, cycles))
     mib = 1024 * 1024
     report = Report("gateway: enqueue rate and latency (no worker), 1,000 held requests")
+    ms = {k: v / rate * 1000 for k, v in cores.items()}  # CPU ms per accepted request
+    # What the machine's cores would accept if these three processes had them all: the
+    # figure that travels from a shared machine, where the rate itself is a lower bound.
+    capacity = (os.cpu_count() or 1) * 1000 / sum(ms.values())
     report.lines += table(["saturated accepted req/s", "gateway cores", "client cores",
                            "redis cores"],
                           [[rate, cores["gateway"], cores["client"], cores["redis"]]])
+    report.lines += table(["gateway CPU ms/req", "client CPU ms/req", "redis CPU ms/req",
+                           f"req/s on {os.cpu_count()} idle cores"],
+                          [[ms["gateway"], ms["client"], ms["redis"], capacity]])
     if latencies:
         report.lines += table(["paced req/s", "enqueued", "p50 ms", "p99 ms", "max ms"],
                               [[achieved, len(latencies), percentile(latencies, 50) * 1000,
@@ -230,8 +225,12 @@ def run(quick: bool = False) -> Report:
                             held["rss_before"] / mib, held["rss_held"] / mib,
                             (held["rss_held"] - held["rss_before"]) / 1024 / HOLD,
                             " / ".join(after)]])
+    report.goals.append(Goal("saturated accepted req/s", rate, ">= 1000", rate >= 1000))
     report.goals.append(Goal("requests held of 1000", held["held"], ">= 1000",
                              held["held"] >= HOLD))
+    report.notes.append(f"{processes} gateway process(es) (EASEL_GATEWAY_PROCESSES), "
+                        f"{'httpx' if HTTPX else 'lean'} client; load average (1 min) "
+                        f"{load0:.2f} before the rate phase, {load1:.2f} after")
     report.notes.append(f"paced-phase answers (all should be 504 after the {RATE_TIMEOUT} s "
                         f"timeout): {statuses}")
     report.notes.append("client, gateway and Redis share the machine's cores: the saturated "

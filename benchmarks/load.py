@@ -17,9 +17,8 @@ import time
 from collections import Counter
 
 import httpx
-import psutil
 
-from benchmarks.common import Stack, body
+from benchmarks.common import ProcessTree, Stack, body
 
 
 async def _client(url: str, deadline: float, seed: int, latencies: list[float],
@@ -59,12 +58,12 @@ def main() -> None:
     args = p.parse_args()
     env = {"EASEL_MAX_QUEUE_DEPTH": str(args.clients * 2)}
     with Stack(workers=args.workers, env=env) as stack:
-        gateway = psutil.Process(stack.pid("gateway"))
-        rss_before = gateway.memory_info().rss
+        gateway = ProcessTree(stack.pid("gateway"))  # all its processes
+        rss_before = gateway.rss()
         t0 = time.perf_counter()
         latencies, statuses = asyncio.run(_run(stack.base_url, args.clients, args.seconds))
         wall = time.perf_counter() - t0
-        rss_after = gateway.memory_info().rss
+        rss_after = gateway.rss()
     ok = len(latencies)
     errors = {code: n for code, n in statuses.items() if code not in (200, 429)}
     q = statistics.quantiles(latencies, n=100) if ok >= 2 else [float("nan")] * 99

@@ -10,7 +10,7 @@ from pathlib import Path
 def _serve(args: argparse.Namespace) -> None:
     from cli.serve import serve
 
-    serve(args.process)
+    serve(args.process, args.supervisor)
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     serve = sub.add_parser("serve", help="run the gateway (settings from EASEL_* variables; "
                                          "EASEL_GATEWAY_PROCESSES processes on one port)")
     serve.add_argument("--process", type=int, default=None, help=argparse.SUPPRESS)
+    serve.add_argument("--supervisor", type=int, default=None, help=argparse.SUPPRESS)
     sub.add_parser("worker", help="run one worker process (settings from EASEL_* variables)")
     wh = sub.add_parser("webhooks", help="deliver signed webhook events (settings from EASEL_* "
                                          "variables; docs/async.md)")

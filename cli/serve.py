@@ -51,8 +51,6 @@ def serve_one(settings: GatewaySettings, processes: int, shared: bool) -> None:
     from service.app import create_app
     from service.slow_clients import guarded_protocol
 
-    if shared:
-        _die_with_parent()
     setup_logging(settings.log_json, component="gateway")
     # Slow or oversized requests are cut off here too, not only by a proxy in front
     # (docs/deploy.md#reverse-proxy); no websockets are served, so none are parsed.
@@ -71,20 +69,21 @@ def serve_one(settings: GatewaySettings, processes: int, shared: bool) -> None:
         raise SystemExit(STARTUP_FAILURE)
 
 
-def _die_with_parent() -> None:
-    """SIGKILL this child when the supervisor dies, however it dies: the kernel's signal
-    (Linux), and a watch on the parent's pid for the rest (and for a supervisor that died
-    before the kernel was asked)."""
-    parent = os.getppid()
+def die_with(supervisor: int) -> None:
+    """SIGKILL this child when its supervisor dies, however it dies: the kernel's signal
+    (Linux), and a watch on the parent's pid for the rest, and for a supervisor that died
+    before this ran (while this child was still starting)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == supervisor:
             time.sleep(1.0)
         os._exit(1)
 
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if os.getppid() != supervisor:
+        os._exit(1)
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
 class Supervisor:
@@ -120,7 +119,8 @@ class Supervisor:
 
     def _spawn(self, index: int, env: dict[str, str]) -> None:
         self.children[index] = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--process", str(index)], env=env)
+            [sys.executable, "-m", "cli", "serve", "--process", str(index), "--supervisor",
+             str(os.getpid())], env=env)
         self.started[index] = time.monotonic()
 
     def _supervise(self, env: dict[str, str], metrics: str) -> int:
@@ -163,7 +163,9 @@ class Supervisor:
                 child.wait()
 
 
-def serve(process: int | None) -> None:
+def serve(process: int | None, supervisor: int | None = None) -> None:
+    if supervisor is not None:  # first: the supervisor may already be gone
+        die_with(supervisor)
     settings = GatewaySettings()
     count = settings.gateway_process_count()
     if process is not None or count == 1:  # a child of the supervisor, or the only process

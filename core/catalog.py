@@ -73,6 +73,9 @@ class Catalog:
     # accepts up to the family's limit and renders from the first ones.
     extra_images: str = "refuse"
     adapters: dict[str, AdapterSpec] = field(default_factory=dict)  # LoRA files: core/adapters
+    # rules_of's answers by model id (every request asks; the catalog never changes).
+    _rules: dict[str, FamilyRules] = field(default_factory=dict, init=False, compare=False,
+                                           repr=False)
 
     def model(self, model_id: str) -> ModelSpec | None:
         return self.models.get(model_id)
@@ -101,6 +104,13 @@ class Catalog:
     def rules_of(self, model: ModelSpec) -> FamilyRules:
         """The family's rules as this model's pipeline can keep them: the one set that
         validation, the OpenAPI document, /v1/models and the playground all use."""
+        if self.models.get(model.id) is not model:  # a spec from elsewhere: not cached
+            return self._derive_rules(model)
+        if model.id not in self._rules:
+            self._rules[model.id] = self._derive_rules(model)
+        return self._rules[model.id]
+
+    def _derive_rules(self, model: ModelSpec) -> FamilyRules:
         pipe, family = self.pipeline_of(model), model.family
         update: dict[str, Any] = {}
         if not pipe.transparency:

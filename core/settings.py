@@ -251,6 +251,10 @@ class WorkerSettings(CommonSettings):
     vae_slicing: bool = False
     cpu_offload: bool = False
     max_batch_images: int = 8  # cross-request batching; 1 turns it off
+    # Images per pipeline call for Batch API work (the batch queues): a live request that arrives
+    # waits for the call in progress, so small calls keep live latency near one render; more
+    # trades that latency for batch throughput.
+    batch_work_images: int = Field(default=1, ge=1)
     # LoRA adapters (docs/models.md) stay loaded in their pipeline, least recently used first
     # out, while their files fit this many MB per pipeline (0 = no limit).
     adapter_memory_mb: int = Field(default=256, ge=0)

@@ -122,6 +122,7 @@ def run(settings: WorkerSettings) -> None:
         residency, lambda: load_catalog(settings.models_file), settings.idle_unload_seconds)
     controls.start()
     worker.max_batch_images = settings.max_batch_images
+    worker.batch_work_images = settings.batch_work_images
     worker.max_batch_wait = settings.max_batch_wait_ms / 1000
     worker.push_exc_handler(metrics.job_failed)
     # Started once the pipelines are loaded: the container healthcheck polls it for readiness.

@@ -47,6 +47,7 @@ def _metrics() -> Any:
 class EaselWorker(SimpleWorker):
     outcome_ttl = 3600
     max_batch_images = 8
+    batch_work_images = 1  # images per call for jobs from the Batch API's queues
     max_batch_wait = 0.01  # seconds to wait for more compatible jobs after taking one
     liveness: Heartbeat | None = None  # not `heartbeat`: RQ has a method of that name
     # Longest wait for a job in one dequeue: RQ re-reads the worker's queues between waits, so
@@ -106,9 +107,9 @@ class EaselWorker(SimpleWorker):
         pipeline call, so a crash leaves each of them visible to the reaper, as a lone job.
         """
         batch = [job]
-        if self.max_batch_images > 1:
-            batch += batching.drain(job, queue, self.max_batch_images, self.max_batch_wait,
-                                    self.serializer)
+        most = self._images_per_call(queue)
+        if most > 1:
+            batch += batching.drain(job, queue, most, self.max_batch_wait, self.serializer)
         executions = self._start(batch)
         self._hold(batch, executions)
         if batching.batchable(job):
@@ -136,7 +137,7 @@ class EaselWorker(SimpleWorker):
             return ([], []), None
         if is_batch_queue(queue.name) and self._live_waiting():
             return ([], []), None  # back to RQ's dequeue, which takes live queues first
-        following = batching.claim_next(queue, self.max_batch_images, self.serializer)
+        following = batching.claim_next(queue, self._images_per_call(queue), self.serializer)
         if not following:
             return ([], []), None
         next_executions = self._start(following)
@@ -145,6 +146,12 @@ class EaselWorker(SimpleWorker):
                                   name="easel-next-batch")
         thread.start()
         return (following, next_executions), thread
+
+    def _images_per_call(self, queue: Any) -> int:
+        """Batch API work renders in small calls: a live request waits for one of them."""
+        if is_batch_queue(queue.name):
+            return min(self.batch_work_images, self.max_batch_images)
+        return self.max_batch_images
 
     def _live_waiting(self) -> bool:
         """Whether a live request waits in one of this worker's live queues."""

@@ -109,6 +109,10 @@ def test_catalog_mistakes_name_the_file_the_entry_and_the_fix(tmp_path: Path) ->
     assert "[[models]] #1 (id 'm'): missing required key 'pipeline'" in message
     message = _mistake(tmp_path, GOOD_PIPELINE + 'transparency = "alpha"\n' + MODEL)
     assert "unknown transparency 'alpha'; valid: '', 'white-key'" in message
+    message = _mistake(tmp_path, GOOD_PIPELINE + 'best_of = 4\n' + MODEL)
+    assert "[pipelines.sd]: best_of 4 needs a scorer" in message
+    message = _mistake(tmp_path, GOOD_PIPELINE + 'scorer = "./clip"\nbest_of = 99\n' + MODEL)
+    assert "[pipelines.sd]: best_of must be 1 to 16, not 99" in message
     assert "not valid TOML" in _mistake(tmp_path, "[pipelines.sd\n")
 
 

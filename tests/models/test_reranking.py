@@ -24,12 +24,12 @@ def loaded() -> Any:
 
 def test_best_of_returns_n_images_each_its_best_candidate(loaded: Any) -> None:
     seeds, k = [11, 12], 3
-    (drawn,) = generate_best(loaded, [Ask(PROMPT, seeds, k)], None, 4, 5.0, 128, 128)
+    (drawn,) = generate_best(loaded, [Ask(PROMPT, seeds, k)], None, 4, 5.0, 64, 64)
     assert len(drawn.images) == 2 and drawn.seeds == seeds and drawn.scores is not None
-    assert all(im.size == (128, 128) for im in drawn.images)
+    assert all(im.size == (64, 64) for im in drawn.images)  # native: scored as drawn
     # Every candidate drawn alone (best_of 1, their own seeds), scored by the same scorer.
     (alone,) = generate_best(loaded, [Ask(PROMPT, candidate_seeds(seeds, k))], None, 4, 5.0,
-                             128, 128)
+                             64, 64)
     scores = loaded.scorer.score(alone.images, [PROMPT] * len(alone.images))
     for i, chosen in enumerate(drawn.images):
         mine = [i + j * len(seeds) for j in range(k)]

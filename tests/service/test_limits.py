@@ -91,3 +91,28 @@ def test_retry_after_follows_the_measured_rate(done: int, depth: int, expected: 
     for _ in range(done):
         rate.record("shapes")
     assert rate.retry_after("shapes", depth) == pytest.approx(expected, rel=0.05)
+
+
+def test_an_admission_can_enqueue_in_its_own_round_trip(redis: Redis) -> None:
+    """Admitted: the job's commands ran (it is in the queue list) and no reservation is left
+    to clear; refused: nothing of the job was written."""
+    async def run() -> tuple[str, str]:
+        client, admission = _admission(redis, max_queue_depth=1)
+        job = [("HSET", "rq:job:j1", "status", "queued"), ("RPUSH", QUEUE_KEY, "j1")]
+        lease = await admission.acquire(QUEUE_KEY, None, "j1", "m", lambda d: 1.0, enqueue=job)
+        assert not lease.reserved
+        await admission.release(lease)  # nothing held: no round trip, nothing to undo
+        refused = [("HSET", "rq:job:j2", "status", "queued"), ("RPUSH", QUEUE_KEY, "j2")]
+        try:
+            await admission.acquire(QUEUE_KEY, None, "j2", "m", lambda d: 1.0, enqueue=refused)
+            second = "admitted"
+        except OpenAIError as exc:
+            second = str(exc.code)
+        await client.aclose()
+        return "admitted", second
+
+    assert asyncio.run(run()) == ("admitted", "queue_full")
+    assert redis.lrange(QUEUE_KEY, 0, -1) == [b"j1"]
+    assert redis.hget("rq:job:j1", "status") == b"queued"
+    assert not redis.exists("rq:job:j2")
+    assert not redis.exists(f"easel:admitting:{QUEUE_KEY}")

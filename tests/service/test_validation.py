@@ -3,13 +3,14 @@ failure an OpenAI 400 naming its `param` (no gateway, no Redis)."""
 
 from __future__ import annotations
 
+import tomllib
 from typing import Any
 
 import pytest
 
-from core.catalog import load_catalog
+from core.catalog import load_catalog, parse_catalog
 from core.errors import OpenAIError
-from core.rules import FAMILIES
+from core.rules import FAMILIES, MAX_BEST_OF, MAX_CANDIDATES, QUALITY_STEPS
 from service.validation import LongInt, parse_json_edit, parse_request
 
 CATALOG = load_catalog(None)
@@ -102,9 +103,51 @@ def test_defaults_come_from_the_family() -> None:
 
 
 def test_quality_sets_the_steps() -> None:
-    steps = {q: _ok({"prompt": "x", "model": "easel-shapes", "quality": q}).steps
+    """Without a scorer to rank candidates (edits here) quality is denoising work."""
+    base = CATALOG.pipelines["shapes"].steps
+    steps = {q: _ok({"prompt": "x", "model": "easel-shapes", "quality": q}, "edit").steps
              for q in FAMILIES["easel"].qualities}
-    assert steps == {"standard": 20, "hd": 40, "low": 10, "medium": 20, "high": 30, "auto": 20}
+    assert steps == {q: round(base * QUALITY_STEPS[q]) for q in steps}
+
+
+def test_with_a_scorer_quality_sets_the_candidates() -> None:
+    pipe = CATALOG.pipelines["shapes"]
+    assert pipe.scorer and pipe.best_of > 1
+    got = {q: _ok({"prompt": "x", "model": "easel-shapes", "quality": q})
+           for q in FAMILIES["easel"].qualities}
+    assert {q: p.best_of for q, p in got.items()} == {
+        "standard": pipe.best_of, "auto": pipe.best_of, "medium": pipe.best_of, "low": 1,
+        "high": 2 * pipe.best_of, "hd": 2 * pipe.best_of}
+    assert {p.steps for p in got.values()} == {pipe.steps}  # candidates, not steps
+    assert _ok({"prompt": "x", "model": "dall-e-2"}).best_of == pipe.best_of  # the default
+    assert _ok({"prompt": "x", "model": "easel-shapes", "best_of": 3,
+                "quality": "low"}).best_of == 3  # asked wins
+    # n x best_of stays within MAX_CANDIDATES when quality implies it
+    assert _ok({"prompt": "x", "model": "easel-shapes", "n": 10,
+                "quality": "hd"}).best_of == MAX_CANDIDATES // 10
+    assert _ok({"n": 2}, "variation").best_of == 1
+    assert _ok({"prompt": "x", "best_of": 2, "seed": 1}).to_job("j").best_of == 2
+
+
+@pytest.mark.parametrize("body,kind,code", [
+    ({"prompt": "x", "best_of": 0}, "generate", "invalid_value"),
+    ({"prompt": "x", "best_of": MAX_BEST_OF + 1}, "generate", "invalid_value"),
+    ({"prompt": "x", "best_of": "4"}, "generate", "invalid_type"),
+    ({"prompt": "x", "best_of": 4, "n": 10}, "generate", "invalid_value"),  # 40 candidates
+    ({"prompt": "x", "best_of": 2}, "edit", "unknown_parameter"),  # generations only
+])
+def test_bad_best_of_is_a_400_naming_it(body: dict[str, Any], kind: str, code: str) -> None:
+    error = _error(body, kind)
+    assert (error.status, error.param, error.code) == (400, "best_of", code), error.message
+
+
+def test_best_of_is_refused_where_the_pipeline_has_no_scorer() -> None:
+    catalog = parse_catalog(tomllib.loads(
+        '[pipelines.sd]\npath = "embedded:shapes"\n[[models]]\nid = "m"\npipeline = "sd"\n'))
+    assert parse_request({"prompt": "x", "quality": "hd"}, catalog).best_of == 1
+    with pytest.raises(OpenAIError) as info:
+        parse_request({"prompt": "x", "best_of": 2}, catalog)
+    assert (info.value.param, info.value.code) == ("best_of", "unsupported_parameter")
 
 
 def test_operations_follow_the_family() -> None:

@@ -54,3 +54,28 @@ def test_no_outcome_within_the_timeout_is_none(redis: Redis) -> None:
         return await waiter.wait("job-3", timeout=0.3)
 
     assert asyncio.run(run()) is None
+
+
+def test_a_job_listened_for_before_its_enqueue_is_heard_without_a_first_read(
+        redis: Redis) -> None:
+    """The dispatcher listens before it enqueues, so the wait skips its first GET (one round
+    trip per request); an announcement that comes before the wait starts is still heard."""
+    async def run() -> tuple[Outcome | None, int, int]:
+        waiter = CompletionWaiter(_client(redis), recheck_seconds=30)
+        await waiter.start()
+        await asyncio.sleep(0.1)  # subscribed
+        expected = waiter.expect("job-4")
+        publish_outcome(redis, Outcome(job_id="job-4", status="finished"), ttl=60)
+        await asyncio.sleep(0.2)  # announced before anyone waits
+        gets = redis.info("commandstats").get("cmdstat_get", {}).get("calls", 0)
+        outcome = await asyncio.wait_for(waiter.wait("job-4", 20, expected), 5)
+        gets = redis.info("commandstats").get("cmdstat_get", {}).get("calls", 0) - gets
+        dropped = waiter.expect("job-5")
+        waiter.forget("job-5", dropped)  # refused before its enqueue: nothing left behind
+        await waiter.stop()
+        return outcome, gets, waiter.waiting
+
+    outcome, gets, left = asyncio.run(run())
+    assert outcome is not None and outcome.status == "finished"
+    assert gets == 1  # the read after the wake-up, none before
+    assert left == 0

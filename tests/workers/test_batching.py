@@ -44,10 +44,10 @@ def env(tmp_path: Path, loaded: Any) -> Iterator[tuple[Redis, Queue, LocalStorag
     server.stop()
 
 
-def _job(prompt: str, seed: int, n: int = 1) -> RenderJob:
+def _job(prompt: str, seed: int, n: int = 1, best_of: int = 1) -> RenderJob:
     return RenderJob(job_id=new_job_id(), model="easel-shapes", pipeline="shapes", prompt=prompt,
                      width=64, height=64, n=n, seeds=[seed + i for i in range(n)], steps=4,
-                     guidance=5.0)
+                     guidance=5.0, best_of=best_of)
 
 
 def _run(redis: Redis, queue: Queue, jobs: list[RenderJob], max_batch: int) -> list[Job]:
@@ -98,6 +98,27 @@ def test_batch_respects_the_image_cap(env: Any, monkeypatch: pytest.MonkeyPatch)
     calls = _count_calls(monkeypatch)
     _run(redis, queue, [_job("a cyan square", i) for i in range(5)], max_batch=2)
     assert calls == [2, 2, 1]
+
+
+def test_best_of_jobs_count_every_candidate(env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job with best_of k draws k x n images: that is what fills a batch, and each job still
+    gets n images, the same ones it gets alone."""
+    redis, queue, storage = env
+    calls = _count_calls(monkeypatch)
+    specs = [("a red circle above a blue square", 1, 1, 3), ("two green circles", 2, 2, 2),
+             ("a cyan triangle", 3, 1, 2)]
+    batched = _run(redis, queue, [_job(*spec) for spec in specs], max_batch=8)
+    assert calls == [7, 2]  # 3 + 4 candidates fill the cap of 8; the third job's 2 wait
+    alone = _run(redis, queue, [_job(*spec) for spec in specs], max_batch=1)
+    assert calls[2:] == [3, 4, 2]
+    for a, b, spec in zip(batched, alone, specs, strict=True):
+        assert a.return_value()["seeds"] == b.return_value()["seeds"] == [
+            spec[1] + i for i in range(spec[2])]
+        assert len(a.return_value()["keys"]) == spec[2]
+        for ka, kb in zip(a.return_value()["keys"], b.return_value()["keys"], strict=True):
+            pa, pb = (np.asarray(Image.open(io.BytesIO(storage.get(k))), dtype=np.int16)
+                      for k in (ka, kb))
+            assert np.abs(pa - pb).max() <= 1  # the same candidate won, batched or not
 
 
 def test_a_failed_batch_falls_back_to_lone_jobs(env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
