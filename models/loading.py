@@ -132,9 +132,11 @@ class LoadedPipeline:
                 self.adapters.preload()
 
     def weight_bytes(self) -> int:
-        """Memory the pipeline's weights take (the derived pipelines share them)."""
+        """Memory the pipeline's weights take (the derived pipelines share them), its scorer's
+        included."""
         total = 0
-        for component in self.text2img.components.values():
+        extra = [self.scorer.model] if self.scorer is not None else []
+        for component in [*self.text2img.components.values(), *extra]:
             params = getattr(component, "parameters", None)
             if callable(params):
                 total += sum(p.numel() * p.element_size() for p in params())

@@ -99,13 +99,16 @@ class Scorer:
         return [float(sims[i, unique.index(p)]) for i, p in enumerate(prompts)]
 
 
-CANDIDATE_STRIDE = 2**32  # seeds of one image's candidates lie this far apart
+# Seeds of one image's candidates lie this far apart: a prime far above n (so a request's
+# candidates never share a seed) and below 2**32 / MAX_BEST_OF (torch's CPU generator keeps only
+# a seed's low 32 bits: s and s + 2**32 draw the same noise).
+CANDIDATE_STRIDE = 1_000_003
 
 
 def candidate_seeds(seeds: Sequence[int], best_of: int, max_seed: int = 2**63 - 1) -> list[int]:
-    """Candidate j of the image with seed s uses s + j x 2**32 (candidate-major order): candidate
-    0 is the image drawn without `best_of`, an image's candidates depend on its own seed only
-    (so `seed` s with n=1 draws them again), and a request's candidates never share a seed."""
+    """Candidate j of the image with seed s uses s + j x CANDIDATE_STRIDE (candidate-major
+    order): candidate 0 is the image drawn without `best_of`, and an image's candidates depend
+    on its own seed only (so `seed` s with n=1 draws them again)."""
     return [(s + j * CANDIDATE_STRIDE) % (max_seed + 1) for j in range(best_of) for s in seeds]
 
 

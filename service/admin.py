@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from core import control, liveness
-from core.catalog import CatalogError, load_catalog
+from core.catalog import Catalog, CatalogError, load_catalog
 from core.errors import OpenAIError, bad_request, unavailable
 from service.auth import require_key
 from service.bodies import read_json
@@ -143,25 +143,37 @@ async def unload(request: Request, pipeline: str) -> dict[str, Any]:
     return await _command(request, "unload", pipeline)
 
 
+def read_catalog(settings: Any) -> Catalog:
+    return (load_catalog(settings.models_file).with_default(settings.default_model)
+            .with_extra_images(settings.extra_images))
+
+
+def install_catalog(app: Any, catalog: Catalog) -> None:
+    """Serve `catalog` from now on in this process (requests, /v1/models, /openapi.json)."""
+    app.state.catalog = catalog
+    app.state.images.catalog = catalog
+    app.openapi_schema = None
+    install_openapi(app, catalog)
+
+
 @admin.post("/v1/admin/catalog/reload")
 async def reload_catalog(request: Request) -> dict[str, Any]:
     """Read EASEL_MODELS_FILE again, here and on every live worker: new models, adapters and
     pipelines (load those with .../load) without a restart.  A mistaken file changes nothing."""
     st = request.app.state
-    s = st.settings
     try:
-        catalog = (load_catalog(s.models_file).with_default(s.default_model)
-                   .with_extra_images(s.extra_images))
+        catalog = read_catalog(st.settings)
     except CatalogError as exc:
         raise bad_request(f"The catalog was not reloaded: {exc}", None,
                           "invalid_catalog") from exc
     workers = await run_in_threadpool(_workers, request)
     command = control.Command(op="reload")
     replies = {w: await run_in_threadpool(_send, request, w, command) for w in workers}
-    st.catalog = catalog
-    st.images.catalog = catalog
-    request.app.openapi_schema = None
-    install_openapi(request.app, catalog)
+    install_catalog(request.app, catalog)
+    try:  # the other gateway processes follow (service/catalog_sync.py)
+        await st.catalog_sync.announce()
+    except (RedisError, OSError) as exc:
+        log.warning("admin: could not tell the other gateway processes: %s", exc)
     failed = {w: r.error for w, r in replies.items() if not r.ok}
     log.info("admin: catalog reloaded: %d model(s), %d pipeline(s), %d adapter(s)",
              len(catalog.models), len(catalog.pipelines), len(catalog.adapters))

@@ -25,12 +25,13 @@ from core.reaping import reap
 from core.redis_checks import check_redis_policy
 from core.settings import GatewaySettings
 from core.storage import LocalStorage, S3Storage, make_storage
-from service.admin import admin
+from service.admin import admin, install_catalog, read_catalog
 from service.auth import KeyChecker, parse_key_hashes
 from service.background import BackgroundJobs
 from service.batch_driver import BatchDriver
 from service.batch_routes import batches_router
 from service.batches import BatchStore
+from service.catalog_sync import CatalogSync
 from service.dispatch import ClientGone, Dispatcher
 from service.docs import docs
 from service.file_routes import files_router
@@ -153,7 +154,9 @@ def create_app(settings: GatewaySettings | None = None, processes: int = 1) -> F
         file_purger = asyncio.create_task(_purge_files_forever(files,
                                                                settings.files_purge_seconds))
         batch_driver = asyncio.create_task(app.state.batch_driver.run_forever())
+        catalog_sync = asyncio.create_task(app.state.catalog_sync.run_forever())
         yield
+        catalog_sync.cancel()
         await runner.stop()  # its held jobs' leases lapse; a gateway picks them up again
         batch_driver.cancel()
         file_purger.cancel()
@@ -198,6 +201,9 @@ def create_app(settings: GatewaySettings | None = None, processes: int = 1) -> F
         queue, storage, settings.outcome_ttl_seconds)
     runner = JobRunner(app.state.background, app.state.images, settings, webhooks.send_event)
     app.state.keys = keys
+    # An admin catalog reload on another gateway process reaches this one too.
+    app.state.catalog_sync = CatalogSync(
+        async_redis, lambda: install_catalog(app, read_catalog(settings)))
     app.state.allowed_hosts = hosts
     app.include_router(v1)
     app.include_router(admin)  # /v1/admin/*: admin keys only (service/admin.py)

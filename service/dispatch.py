@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from service.metrics import GatewayMetrics
 from service.moderation import refuse
 from service.queue import JobQueue
 from service.waiter import CompletionWaiter
+
+log = logging.getLogger("easel.gateway")
 
 
 class ClientGone(Exception):
@@ -117,6 +120,7 @@ class Dispatcher:
                 count_rate=not ctx.background,
                 enqueue=self.queue.enqueue_commands(target, job) if together else None)
         except RedisError as exc:
+            log.warning("admission failed: Redis: %s", exc)  # the client sees 503, not why
             raise unavailable("The job queue is unavailable; try again shortly.") from exc
         if together:
             return lease
