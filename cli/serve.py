@@ -3,8 +3,9 @@ its port (SO_REUSEPORT: the kernel spreads connections over them), for more than
 
 With several, this process only supervises.  It holds the port (bound, never listening, so no
 other program takes it between restarts), starts `easel serve --process I` children, restarts
-one that dies, and passes SIGTERM and SIGINT on.  Each child is a whole gateway (everything it
-shares with the others is in Redis, as between gateways on separate hosts); they write their
+one that dies, and passes SIGTERM and SIGINT on.  The children share what requests need
+through Redis, as gateways on separate hosts do; the first one alone runs the gateway's
+housekeeping and background work (service/app.py: `leader`).  They write their
 metrics to one private directory, so a scrape of any of them reports all of them
 (prometheus_client's multiprocess mode, service/metrics.py).  Children die with this process
 (PR_SET_PDEATHSIG), so a gateway killed outright stops serving and renewing leases at once.
@@ -42,9 +43,10 @@ def bind(host: str, port: int, share: bool) -> socket.socket:
     return sock
 
 
-def serve_one(settings: GatewaySettings, processes: int, shared: bool) -> None:
-    """One gateway process (uvicorn); `shared`: one of `processes` supervised siblings on
-    SO_REUSEPORT sockets."""
+def serve_one(settings: GatewaySettings, processes: int, index: int | None) -> None:
+    """One gateway process (uvicorn); with an `index`, one of `processes` supervised siblings
+    on SO_REUSEPORT sockets (the first runs the gateway's housekeeping: service/app.py)."""
+    shared = index is not None
     import uvicorn
 
     from core.logs import setup_logging
@@ -56,7 +58,7 @@ def serve_one(settings: GatewaySettings, processes: int, shared: bool) -> None:
     # (docs/deploy.md#reverse-proxy); no websockets are served, so none are parsed.
     # log_config=None: uvicorn's loggers go through Easel's handler (JSON lines included).
     config = uvicorn.Config(
-        create_app(settings, processes), host=settings.host, port=settings.port,
+        create_app(settings, processes, leader=not index), host=settings.host, port=settings.port,
         log_level="warning", log_config=None, timeout_graceful_shutdown=30,
         http=guarded_protocol(settings.header_timeout_seconds, settings.max_header_bytes),
         ws="none", timeout_keep_alive=settings.keep_alive_seconds,
@@ -169,7 +171,7 @@ def serve(process: int | None, supervisor: int | None = None) -> None:
     settings = GatewaySettings()
     count = settings.gateway_process_count()
     if process is not None or count == 1:  # a child of the supervisor, or the only process
-        serve_one(settings, count, shared=process is not None)
+        serve_one(settings, count, process)
         return
     from core.logs import setup_logging
 

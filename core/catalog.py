@@ -131,9 +131,10 @@ max_steps = 100
 strength = 0.6
 transparency = "white-key"
 # DALL·E 1-style reranking: each image is the best of `best_of` candidates by this small CLIP
-# (models/shapes/scorer.py); `quality` scales the count (core.rules.QUALITY_BEST_OF).
+# (models/shapes/scorer.py); `quality` scales the count (core.rules.QUALITY_BEST_OF): low 1,
+# standard 2 (the latency budget), high and hd 4 (models/shapes/MODEL_CARD.md).
 scorer = "embedded:shapes-scorer"
-best_of = 4
+best_of = 2
 
 # A LoRA adapter trained for it (models/shapes/train_lora.py): shapes drawn as outlines.
 [adapters.outline]

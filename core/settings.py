@@ -75,8 +75,8 @@ class GatewaySettings(CommonSettings):
     max_connections: int = Field(default=2048, ge=1)
     keep_alive_seconds: int = Field(default=5, ge=1)
     # Gateway processes sharing the port (`easel serve` supervises them; cli/serve.py): one
-    # process uses one core at most.  0: one per core available, at most 4.  Each is a gateway
-    # of its own: per-gateway limits (max_connections, background_max_live, ...) apply to each.
+    # process uses one core at most.  0: one per core available, at most 4.  max_connections
+    # applies to each; background jobs, batches and the reaper run in the first one only.
     gateway_processes: int = Field(default=0, ge=0, le=64)
     # How long a gateway trusts that a pipeline has a live worker before asking Redis again
     # (a request for a pipeline without one gets 503 at once instead of waiting in the queue).

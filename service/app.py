@@ -102,8 +102,11 @@ async def _purge_files_forever(files: FileStore, every: float) -> None:
             log.info("purged %d expired file(s)", removed)
 
 
-def create_app(settings: GatewaySettings | None = None, processes: int = 1) -> FastAPI:
-    """`processes`: how many gateway processes share this one's port (cli/serve.py)."""
+def create_app(settings: GatewaySettings | None = None, processes: int = 1,
+               leader: bool = True) -> FastAPI:
+    """`processes`: how many gateway processes share this one's port (cli/serve.py); only
+    the `leader` among them runs the reaper, the purges, background jobs and batches, so the
+    gateway's limits on those hold however many processes it has."""
     settings = settings or GatewaySettings()
     catalog = (load_catalog(settings.models_file).with_default(settings.default_model)
                .with_extra_images(settings.extra_images))
@@ -125,7 +128,11 @@ def create_app(settings: GatewaySettings | None = None, processes: int = 1) -> F
                            "to 127.0.0.1, or set EASEL_ALLOW_NO_AUTH_PUBLIC=1 to force it")
     hosts = allowed_hosts(settings)
     sync_redis = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3)
-    async_redis = AsyncRedis.from_url(settings.redis_url, socket_connect_timeout=3)
+    # redis-py's pool refuses a connection past its cap ("Too many connections": a 503), 100 by
+    # default, which a burst of held requests passes.  An HTTP connection needs at most two at
+    # once (a stream: its pub/sub and a read), so this cap is never what refuses a request.
+    async_redis = AsyncRedis.from_url(settings.redis_url, socket_connect_timeout=3,
+                                      max_connections=2 * settings.max_connections + 64)
     queue = JobQueue(sync_redis, settings.job_timeout_seconds, settings.job_retries,
                      settings.outcome_ttl_seconds)
     metrics = GatewayMetrics(queue, catalog,
@@ -144,26 +151,23 @@ def create_app(settings: GatewaySettings | None = None, processes: int = 1) -> F
                 log.warning("could not check or create bucket %s: %s", storage.bucket, exc)
         await run_in_threadpool(check_redis_policy, sync_redis)
         await waiter.start()
-        live = [p.queue for p in catalog.pipelines.values()]
-        reaper = asyncio.create_task(_reap_forever(
-            sync_redis, live + [batch_queue(q) for q in live], settings))
-        runner.start()  # background jobs (service/job_runner.py)
-        renewer = asyncio.create_task(admission.renew_forever())
-        purger = (asyncio.create_task(_purge_forever(storage, settings.url_ttl_seconds))
-                  if isinstance(storage, LocalStorage) else None)
-        file_purger = asyncio.create_task(_purge_files_forever(files,
-                                                               settings.files_purge_seconds))
-        batch_driver = asyncio.create_task(app.state.batch_driver.run_forever())
-        catalog_sync = asyncio.create_task(app.state.catalog_sync.run_forever())
+        loops = [asyncio.create_task(admission.renew_forever()),
+                 asyncio.create_task(app.state.catalog_sync.run_forever())]
+        if leader:  # the gateway's housekeeping, and its limits on background work, once
+            live = [p.queue for p in catalog.pipelines.values()]
+            loops.append(asyncio.create_task(_reap_forever(
+                sync_redis, live + [batch_queue(q) for q in live], settings)))
+            runner.start()  # background jobs (service/job_runner.py)
+            if isinstance(storage, LocalStorage):
+                loops.append(asyncio.create_task(_purge_forever(storage,
+                                                                settings.url_ttl_seconds)))
+            loops.append(asyncio.create_task(_purge_files_forever(files,
+                                                                  settings.files_purge_seconds)))
+            loops.append(asyncio.create_task(app.state.batch_driver.run_forever()))
         yield
-        catalog_sync.cancel()
         await runner.stop()  # its held jobs' leases lapse; a gateway picks them up again
-        batch_driver.cancel()
-        file_purger.cancel()
-        reaper.cancel()
-        renewer.cancel()
-        if purger is not None:
-            purger.cancel()
+        for loop in loops:
+            loop.cancel()
         await waiter.stop()
         await async_redis.aclose()
         sync_redis.close()

@@ -97,9 +97,10 @@ class ImageService:
     @staticmethod
     def _usage(params: ImageParams) -> dict[str, Any]:
         """What Easel can count honestly (docs/api.md): prompt words as text tokens, and one
-        output token per image per denoising step; input images are not tokenised (0)."""
+        output token per image drawn per denoising step (reranked candidates included: they
+        are rendered); input images are not tokenised (0)."""
         text = len(params.prompt.split())
-        out = params.n * params.steps
+        out = params.n * params.best_of * params.steps
         return {"input_tokens": text, "input_tokens_details": {"text_tokens": text,
                                                                "image_tokens": 0},
                 "output_tokens": out, "output_tokens_details": {"image_tokens": out,

@@ -134,12 +134,14 @@ def test_gpt_image_2_rules(stack: Stack, body: dict, param: str) -> None:
 
 
 def test_quality_is_denoising_work(stack: Stack) -> None:
-    """low / medium (= auto) / high: 0.5x, 1x, 1.5x the pipeline's 20 steps (docs/api.md)."""
+    """On the shapes pipeline, which has a scorer, quality is the number of candidates ranked
+    for each image: low 1, medium (= auto) 2, high 4, each of the pipeline's 20 steps; usage
+    counts every step of every candidate (docs/api.md)."""
     c = stack.client()
     tokens = {q: c.images.generate(model="gpt-image-1", prompt="a red circle", quality=q,  # type: ignore[arg-type]
                                    size="1024x1024").usage.output_tokens  # type: ignore[union-attr]
               for q in ("low", "medium", "auto", "high")}
-    assert tokens == {"low": 10, "medium": 20, "auto": 20, "high": 30}
+    assert tokens == {"low": 20, "medium": 40, "auto": 40, "high": 80}
 
 
 def test_input_fidelity_keeps_more_of_the_source(stack: Stack) -> None:

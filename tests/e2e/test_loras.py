@@ -24,8 +24,10 @@ OUTLINE = [{"name": "outline", "scale": 1.0}]
 
 def _render(stack: Stack, seed: int, loras: list[dict[str, Any]] | None,
             prompt: str = "a red circle", steps: int = 12) -> list[np.ndarray]:
+    # quality low: one candidate per image (no reranking), the adapter's effect alone.
     body: dict[str, Any] = {"model": "easel-shapes", "prompt": prompt, "size": "64x64",
-                            "response_format": "b64_json", "seed": seed, "steps": steps, "n": 2}
+                            "response_format": "b64_json", "seed": seed, "steps": steps, "n": 2,
+                            "quality": "low"}
     if loras is not None:
         body["loras"] = loras
     r = httpx.post(f"{stack.base_url}/v1/images/generations", json=body, timeout=180)

@@ -39,16 +39,7 @@ from playwright.sync_api import (  # noqa: E402
     Route,
     ViewportSize,
     expect,
-    sync_playwright,
 )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 def open_page(browser: Browser, url: str, viewport: tuple[int, int] = LAPTOP,

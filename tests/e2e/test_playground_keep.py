@@ -9,17 +9,14 @@ from __future__ import annotations
 import base64
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, Route, expect
 
 from tests.conftest import Stack
 from tests.e2e.test_playground import (
-    ARGS,
-    CHROMIUM,
     HOLD_COMPLETED,
     PHONE,
     PIXELS,
@@ -31,13 +28,6 @@ from tests.e2e.test_playground import (
 
 LAPTOP_900 = (1280, 900)
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield b
-        b.close()
 
 # Requests for images never get an answer; they end only when the page aborts them.
 HANG = """

@@ -14,22 +14,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, Route, expect
 
 from tests.conftest import Stack
-from tests.e2e.test_playground import ARGS, CHROMIUM, PHONE, RENDER_MS, generate, open_page, shot
+from tests.e2e.test_playground import PHONE, RENDER_MS, generate, open_page, shot
 from tests.e2e.test_playground_keep import LAPTOP_900, close, png
 from tests.support import Gateway, RedisServer, base_env, start_worker, stop, wait_ready
 
 VIEWPORTS = pytest.mark.parametrize("viewport", [LAPTOP_900, PHONE], ids=["laptop", "phone"])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 def phone_kw(viewport: tuple[int, int]) -> dict[str, Any]:

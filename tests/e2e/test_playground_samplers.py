@@ -5,7 +5,6 @@ before it reaches the worker."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,7 @@ if not CHROMIUM.exists():
     pytest.skip("needs Debian's chromium at /usr/bin/chromium (make test-deps installs it)",
                 allow_module_level=True)
 
-from playwright.sync_api import Browser, Route, sync_playwright  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                              args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
+from playwright.sync_api import Browser, Route  # noqa: E402
 
 
 def test_samplers_and_adapters_come_from_the_server(stack: Stack, browser: Browser) -> None:

@@ -10,21 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 from redis import Redis
 
 from core import liveness
-from tests.e2e.test_playground import ARGS, CHROMIUM, PHONE, open_page
+from tests.e2e.test_playground import PHONE, open_page
 from tests.e2e.test_playground_keep import LAPTOP_900
 from tests.support import Gateway, RedisServer, base_env, wait_ready
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
