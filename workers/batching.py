@@ -61,9 +61,14 @@ def payload_of(job: Job) -> RenderJob | None:
         return None
 
 
-def drain(first: Job, queue: Any, max_images: int, max_wait: float, serializer: Any) -> list[Job]:
+def drain(first: Job, queue: Any, max_images: int, max_wait: float, serializer: Any,
+          in_hand: frozenset[str] = frozenset()) -> list[Job]:
     """Remove up to `max_images` worth of compatible jobs from `queue` (LREM: at most one
-    worker wins each job), waiting at most `max_wait` seconds for more to arrive."""
+    worker wins each job), waiting at most `max_wait` seconds for more to arrive.
+
+    A job already in hand (`first`, `in_hand`, or taken here) that is also still queued was put
+    back by the reaper while this worker was stopped: its stale entry is dropped, never taken a
+    second time into one batch."""
     head = payload_of(first)
     key = batch_key(head) if head else None
     if head is None or key is None:
@@ -78,7 +83,11 @@ def drain(first: Job, queue: Any, max_images: int, max_wait: float, serializer: 
             # request should not pay the gather window. Under load (the last call was a batch)
             # the window stays, since closed-loop clients resubmit a few milliseconds apart.
             break
+        holding = in_hand | {first.id} | {j.id for j in taken}
         for job_id in waiting:
+            if job_id in holding:
+                queue.remove(job_id)
+                continue
             try:
                 job = EaselJob.fetch(job_id, connection=queue.connection, serializer=serializer)
             except NoSuchJobError:
@@ -97,11 +106,15 @@ def drain(first: Job, queue: Any, max_images: int, max_wait: float, serializer: 
     return taken
 
 
-def claim_next(queue: Any, max_images: int, serializer: Any) -> list[Job]:
+def claim_next(queue: Any, max_images: int, serializer: Any,
+               in_hand: frozenset[str] = frozenset()) -> list[Job]:
     """Take the job at the head of the queue, with compatible followers, if it is a plain
     generation (others are left for RQ's own dequeue); no waiting: there is work in hand."""
     ids = queue.get_job_ids(0, 1)
     if not ids:
+        return []
+    if ids[0] in in_hand:  # a stale entry of a job this worker renders now (see drain)
+        queue.remove(ids[0])
         return []
     try:
         job = EaselJob.fetch(ids[0], connection=queue.connection, serializer=serializer)
@@ -110,7 +123,7 @@ def claim_next(queue: Any, max_images: int, serializer: Any) -> list[Job]:
     payload = payload_of(job)
     if payload is None or batch_key(payload) is None or queue.remove(ids[0]) != 1:
         return []
-    return [job, *drain(job, queue, max_images, 0.0, serializer)]
+    return [job, *drain(job, queue, max_images, 0.0, serializer, in_hand)]
 
 
 def batchable(job: Job) -> bool:

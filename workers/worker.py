@@ -137,7 +137,8 @@ class EaselWorker(SimpleWorker):
             return ([], []), None
         if is_batch_queue(queue.name) and self._live_waiting():
             return ([], []), None  # back to RQ's dequeue, which takes live queues first
-        following = batching.claim_next(queue, self._images_per_call(queue), self.serializer)
+        following = batching.claim_next(queue, self._images_per_call(queue), self.serializer,
+                                        frozenset(j.id for j in batch))
         if not following:
             return ([], []), None
         next_executions = self._start(following)

@@ -257,3 +257,24 @@ def test_a_batched_call_marks_the_worker_busy_and_its_jobs_log_the_real_render_t
                for r in done)
     batch = [r for r in caplog.records if getattr(r, "job_ids", None)]
     assert len(batch) == 1 and sorted(batch[0].job_ids) == sorted(j.id for j in jobs)  # type: ignore[attr-defined]
+
+
+def test_a_job_in_hand_is_never_taken_twice_into_a_batch(env: Any) -> None:
+    """A worker stopped (SIGSTOP) while Redis handed it a job is taken for dead: the reaper
+    queues the job again. Resumed, the worker renders the job it holds and drops the stale
+    entry instead of drawing the same job twice in one call (found by test_faults)."""
+    from workers import batching
+
+    redis, queue, _ = env
+    jobs = [_job("a red circle", 1), _job("a red circle", 2)]
+    for job in jobs:
+        queue.enqueue_call(RENDER_TASK, args=(job.model_dump(mode="json"),), job_id=job.job_id)
+    held = Job.fetch(jobs[0].job_id, connection=redis, serializer=JSONSerializer)
+    queue.remove(held.id)  # the worker has it...
+    queue.push_job_id(held.id, at_front=True)  # ...and the reaper put it back
+    taken = batching.drain(held, queue, 8, 0.0, JSONSerializer)
+    assert [j.id for j in taken] == [jobs[1].job_id]
+    assert queue.get_job_ids() == []  # the stale entry is gone, not left for another worker
+    queue.push_job_id(held.id)
+    assert batching.claim_next(queue, 8, JSONSerializer, frozenset({held.id})) == []
+    assert queue.get_job_ids() == []
