@@ -36,6 +36,20 @@ def wait_port(port: int, timeout: float = 30, proc: subprocess.Popen | None = No
     raise TimeoutError(f"port {port} did not open")
 
 
+def wait_port_closed(port: int, timeout: float = 30) -> None:
+    """Until nothing listens on `port`: a killed gateway's processes are gone, so a new one's
+    readiness is not read from an old listener that is still closing."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                pass
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} is still open")
+
+
 def stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
     if proc is None or proc.poll() is not None:
         return

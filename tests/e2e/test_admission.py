@@ -17,7 +17,7 @@ from redis import Redis
 
 from core import liveness
 from service.auth import hash_key
-from tests.support import Gateway, RedisServer, base_env, stop
+from tests.support import Gateway, RedisServer, base_env, stop, wait_port_closed
 
 BODY = {"prompt": "a red circle", "model": "easel-shapes", "size": "64x64"}
 
@@ -78,6 +78,7 @@ def test_a_crashed_gateways_slots_free_themselves_despite_retries(
     stop(first.proc, signal.SIGKILL)
     for thread in waiting:
         thread.join(30)
+    wait_port_closed(first.port)  # its processes die with it (PR_SET_PDEATHSIG), within ms
     second = Gateway(dict(env, EASEL_REQUEST_TIMEOUT_SECONDS="1"), port=first.port).start()
     try:
         codes: list[int] = []

@@ -74,7 +74,8 @@ def test_streaming_partials_then_completed(stack: Stack) -> None:
     assert [e.partial_image_index for e in events[:2]] == [0, 1]  # type: ignore[union-attr]
     final = events[-1]
     assert _image(final.b64_json).size == (1024, 1024)
-    assert final.usage.output_tokens == 8  # type: ignore[union-attr]
+    # 8 steps x 2 candidates (auto quality: best of 2 on the shapes pipeline's scorer)
+    assert final.usage.output_tokens == 16  # type: ignore[union-attr]
     # the previews are real images of the same size, from earlier denoising steps
     first = _image(events[0].b64_json)
     assert first.size == (1024, 1024) and first.tobytes() != _image(final.b64_json).tobytes()
