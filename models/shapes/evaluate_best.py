@@ -13,7 +13,6 @@ passes).  `--save` keeps the candidates, so another scorer is judged without dra
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from models.scoring import Scorer, candidate_seeds
 from models.shapes.checker import check
 from models.shapes.evaluate import eval_scenes, pipeline_generator
 from models.shapes.scorer import SHIPPED
+from models.shapes.scorer_eval import report
 
 
 def draw(model: Path, per_cell: int, best_of: int, steps: int, guidance: float) -> np.ndarray:
@@ -86,11 +86,7 @@ def main() -> None:
         candidates = draw(args.model, args.per_cell, args.best_of, args.steps, args.guidance)
         if args.save:
             np.savez_compressed(args.save, candidates=candidates)
-    table = curve(candidates, args.per_cell, Scorer(args.scorer))
-    for k, v in table.items():
-        print(f"{k:32s} {v:.3f}")
-    if args.json:
-        args.json.write_text(json.dumps(table, indent=2) + "\n")
+    report(curve(candidates, args.per_cell, Scorer(args.scorer)), args.json)
 
 
 if __name__ == "__main__":

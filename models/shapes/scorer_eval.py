@@ -64,11 +64,15 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    table = accuracy(Scorer(args.scorer), args.per_cell)
+    report(accuracy(Scorer(args.scorer), args.per_cell), args.json)
+
+
+def report(table: dict[str, float], json_path: Path | None) -> None:
+    """A result table on stdout, and as JSON in `json_path` when given."""
     for k, v in table.items():
         print(f"{k:32s} {v:.3f}")
-    if args.json:
-        args.json.write_text(json.dumps(table, indent=2) + "\n")
+    if json_path:
+        json_path.write_text(json.dumps(table, indent=2) + "\n")
 
 
 if __name__ == "__main__":
