@@ -250,6 +250,10 @@ class WorkerSettings(CommonSettings):
     vae_tiling: bool = False
     vae_slicing: bool = False
     cpu_offload: bool = False
+    # CPU workers with float32 weights render under bfloat16 autocast where the CPU computes
+    # bfloat16 natively (avx512_bf16 or AMX; ignored elsewhere): about 1.5x faster for the
+    # default model at the same checker score (docs/benchmarks.md). Off: bit-for-bit float32.
+    cpu_autocast: bool = True
     max_batch_images: int = 8  # cross-request batching; 1 turns it off
     # Images per pipeline call for Batch API work (the batch queues): a live request that arrives
     # waits for the call in progress, so small calls keep live latency near one render; more

@@ -18,6 +18,9 @@ SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 CONFIGS = ("config.json", "scheduler_config.json", "tokenizer_config.json", "vocab.json",
            "tokenizer.json", "spiece.model", "preprocessor_config.json")
 WEIGHTS = (".safetensors", ".bin", ".pt", ".pth")
+# Where the components a single file lacks come from, for the fix in the error message.
+BASE_REPOS = {"FluxPipeline": "black-forest-labs/FLUX.1-dev",
+              "StableDiffusion3Pipeline": "stabilityai/stable-diffusion-3-medium-diffusers"}
 
 
 class CheckpointError(Exception):
@@ -109,6 +112,49 @@ def check_single_file(file: Path, config: str) -> None:
         raise CheckpointError(f"{file} is not a readable .safetensors file: {exc}") from None
     if len(shape) > 1 and shape[1] == 9:
         raise CheckpointError(_class_problem("StableDiffusionInpaintPipeline") or "")
+    for name, (_, class_name) in absent_components(file, config).items():
+        folder = Path(config) / name
+        if not any(p.name.endswith(WEIGHTS) for p in folder.iterdir()):
+            pipeline = json.loads((Path(config) / "model_index.json").read_text())["_class_name"]
+            raise CheckpointError(
+                f"{file.name} holds no {name} ({class_name}) weights (FLUX.1 files hold the "
+                f"transformer alone, some SD3 files lack text encoders): put the base model's "
+                f"{name}/ weights in the config folder, e.g. `hf download "
+                f"{BASE_REPOS.get(pipeline, '<base model repo>')} --include '{name}/*' "
+                f"--local-dir {config}`")
+
+
+def absent_components(file: Path, config: str) -> dict[str, tuple[str, str]]:
+    """The components of `config`'s pipeline whose weights `file` lacks, {name: (library,
+    class)}: Easel loads them from the config folder's weights and passes them in.
+
+    The tests are diffusers' own (`load_single_file_sub_model`): a text encoder comes from the
+    file when it holds CLIP (or T5) keys, the VAE when it holds LDM VAE keys, the UNet or
+    transformer always. Left to itself, diffusers fails on a missing VAE, and on a missing text
+    encoder unless its weights bear diffusers' file names (not transformers' model.safetensors).
+    """
+    import importlib
+
+    from diffusers.loaders import single_file_utils as sf
+    from safetensors import safe_open
+
+    with safe_open(str(file), "pt") as f:
+        keys = set(f.keys())
+    index = json.loads((Path(config) / "model_index.json").read_text())
+    absent = {}
+    for name, value in index.items():
+        library = value[0] if isinstance(value, list) else None
+        if library not in ("transformers", "diffusers") or \
+                not (Path(config) / name / "config.json").is_file():
+            continue  # schedulers and tokenizers (no weights), a safety checker Easel skips
+        if library == "transformers":
+            cls = getattr(importlib.import_module(library), value[1])
+            inside = sf.is_clip_model_in_single_file(cls, keys) or sf.is_t5_in_single_file(keys)
+        else:
+            inside = name != "vae" or any(k.startswith(tuple(sf.LDM_VAE_KEYS)) for k in keys)
+        if not inside:
+            absent[name] = (library, value[1])
+    return absent
 
 
 def check_source(path: str, source: str, config: str = "") -> None:

@@ -7,6 +7,7 @@ generations, variations and edits.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.catalog import PipelineSpec
-from models.checks import CheckpointError, check_source
+from models.checks import CheckpointError, absent_components, check_source
 from models.families import ModelFamily, family_of, loader_kwargs
 
 log = logging.getLogger("easel.models")
@@ -59,6 +60,7 @@ class LoadedPipeline:
     _schedulers: dict[str, Any] = field(default_factory=dict, repr=False)
     adapters: Any = field(default=None, repr=False)  # models.adapters.AdapterCache, or None
     scorer: Any = field(default=None, repr=False)  # models.scoring.Scorer (catalog `scorer`)
+    autocast: bool = False  # render under CPU bfloat16 autocast (Tuning.cpu_autocast)
 
     def __post_init__(self) -> None:
         self.default_scheduler = self.text2img.scheduler  # the checkpoint's own
@@ -91,6 +93,18 @@ class LoadedPipeline:
                                  "catalog entry to the ones it takes ([] for SD3 and FLUX)")
             self._schedulers[name] = cls.from_config(own.config, **overrides)
         return self._schedulers[name]
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Hold the pipeline for one rendering call, under bfloat16 autocast when tuned so."""
+        with self.lock:
+            if not self.autocast:
+                yield
+                return
+            import torch
+
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                yield
 
     @contextlib.contextmanager
     def use_scheduler(self, name: str | None) -> Iterator[None]:
@@ -171,6 +185,15 @@ class Tuning:
     vae_tiling: bool = False  # decode large images tile by tile: less memory, same output
     vae_slicing: bool = False  # decode a batch one image at a time
     cpu_offload: bool = False  # keep modules on the CPU until used: small cards
+    # CPU only: run float32 weights under bfloat16 autocast where the CPU computes bfloat16
+    # natively (avx512_bf16, AMX): 1.3-1.6x faster on a small UNet; elsewhere it is slower.
+    cpu_autocast: bool = False
+
+
+def cpu_has_bf16() -> bool:
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _tune(pipe: Any, device: str, tuning: Tuning) -> Any:
@@ -205,8 +228,14 @@ def load_pipeline(spec: PipelineSpec, device: str = "cpu", dtype: str = "float32
     if Path(source).is_file():  # one .safetensors: components built from the config folder
         config = str(Path(spec.config).expanduser().resolve())
         cls = getattr(diffusers, diffusers.DiffusionPipeline.load_config(config)["_class_name"])
+        # What the file lacks (a FLUX.1 file's VAE and text encoders) loads from the config
+        # folder's weights: diffusers alone would look for the VAE in the file only.
+        lacking = {name: getattr(importlib.import_module(library), class_name).from_pretrained(
+            config, subfolder=name, dtype=torch_dtype(dtype), local_files_only=True)
+            for name, (library, class_name) in absent_components(Path(source), config).items()}
         pipe = cls.from_single_file(source, config=config, local_files_only=True,
-                                    torch_dtype=torch_dtype(dtype), **loader_kwargs(config))
+                                    torch_dtype=torch_dtype(dtype), **loader_kwargs(config),
+                                    **lacking)
     else:
         pipe = diffusers.AutoPipelineForText2Image.from_pretrained(
             source, dtype=torch_dtype(dtype), **loader_kwargs(source))
@@ -222,7 +251,10 @@ def load_pipeline(spec: PipelineSpec, device: str = "cpu", dtype: str = "float32
                "edits from one image (image-to-image, inpainting): remove reference_images "
                "from its catalog entry"))
     log.info("loaded pipeline %s (%s) from %s in %.2fs", spec.name, family.name, source, seconds)
-    loaded = LoadedPipeline(spec, pipe, seconds, family)
+    tuning = tuning or Tuning()
+    loaded = LoadedPipeline(spec, pipe, seconds, family,
+                            autocast=tuning.cpu_autocast and device == "cpu" and dtype == "float32"
+                            and cpu_has_bf16())
     if spec.scorer:  # best_of: the candidates' judge, beside the pipeline on the same device
         from models.scoring import Scorer
 

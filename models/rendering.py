@@ -107,7 +107,7 @@ def generate_prompts(loaded: LoadedPipeline, prompts: list[str], negative_prompt
     """One pipeline call for several prompts (a cross-request batch), one seed per image.
     `fit=False`: the images at the render size, not yet resized to width x height."""
     w, h = _dims(loaded, width, height)
-    with loaded.lock:
+    with loaded.running():
         out = loaded.text2img(
             **_prompts(loaded, prompts, negative_prompt),
             num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,
@@ -187,7 +187,7 @@ def edit(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds
     steps = _img2img_steps(steps, strength)
     previews = _preview_kwargs(loaded, max(1, int(steps * strength)), partials, on_partial,
                                width, height, (w, h))  # over the steps that actually run
-    with loaded.lock:
+    with loaded.running():
         out = loaded.inpaint(image=flat.resize((w, h), Image.Resampling.LANCZOS),
                              mask_image=small, width=w, height=h, strength=strength,
                              num_inference_steps=steps, **common, **previews)
@@ -205,7 +205,7 @@ def _img2img(loaded: LoadedPipeline, flat: Image.Image, w: int, h: int, steps: i
     steps = _img2img_steps(steps, strength)
     previews = _preview_kwargs(loaded, max(1, int(steps * strength)), partials, on_partial,
                                width, height, (w, h))  # over the steps that actually run
-    with loaded.lock:
+    with loaded.running():
         out = loaded.img2img(image=[source] * n, strength=strength, num_inference_steps=steps,
                              **size, **common, **previews)
     return fit_all(list(out.images), width, height)
@@ -243,7 +243,7 @@ def with_references(loaded: LoadedPipeline, prompt: str, negative_prompt: str | 
     w, h = _dims(loaded, width, height)
     refs = [_reference(im, fidelity, (w, h), loaded.size_multiple) for im in images]
     n = len(seeds)
-    with loaded.lock:
+    with loaded.running():
         out = loaded.text2img(
             image=refs, **_prompts(loaded, [prompt] * n, negative_prompt),
             num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,

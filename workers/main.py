@@ -69,7 +69,7 @@ def run(settings: WorkerSettings) -> None:
     if unknown:
         raise SystemExit(f"unknown pipelines {unknown}; the catalog has {list(catalog.pipelines)}")
     tuning = Tuning(settings.channels_last, settings.compile, settings.vae_tiling,
-                    settings.vae_slicing, settings.cpu_offload)
+                    settings.vae_slicing, settings.cpu_offload, settings.cpu_autocast)
     def load(spec: PipelineSpec, catalog: Catalog) -> Any:
         """A pipeline with its catalog adapters (LoRA, docs/models.md) preloaded."""
         loaded = load_pipeline(spec, settings.device, settings.dtype, tuning)
@@ -87,6 +87,7 @@ def run(settings: WorkerSettings) -> None:
         metrics.resident.labels(pipeline_name).set(loaded.weight_bytes())
     metrics.info.info({"device": settings.device, "dtype": settings.dtype,
                        "pipelines": ",".join(names), "threads": str(settings.threads),
+                       "bf16_autocast": str(any(p.autocast for p in pipelines.values())),
                        "torch": str(torch.__version__)})
     storage.on_error = metrics.storage_failed
     residency = Residency(catalog, load, pipelines, failed, metrics)

@@ -48,6 +48,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=0, help="stop early (0: off)")
     p.add_argument("--init-from", type=Path, help="start from a saved scorer folder")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--bank", type=Path, help="generated candidates (models.shapes.candidate_bank)"
+                   " to rank per caption as well")
+    p.add_argument("--bank-prompts", type=int, default=16, help="bank prompts per step")
+    p.add_argument("--bank-weight", type=float, default=1.0)
     p.add_argument("--export", action="store_true",
                    help=f"also write the result to {scorer.SHIPPED}")
     return p.parse_args(argv)
@@ -112,6 +116,24 @@ def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor,
     return (to_text + to_image) / 2
 
 
+def ranking_loss(model: Any, tokenizer: Any, bank: dict[str, np.ndarray],
+                 rng: random.Random, prompts: int) -> torch.Tensor:
+    """Per caption, its right generated candidates above its wrong ones: cross-entropy over the
+    caption's candidates with every right one a target (the log of their summed softmax)."""
+    rows = rng.sample(range(len(bank["captions"])), min(prompts, len(bank["captions"])))
+    images = bank["images"][rows]  # prompts x best_of x H x W x 3
+    k = images.shape[1]
+    x = torch.from_numpy(scorer.pixels(images.reshape(-1, *images.shape[2:])))
+    ids = torch.from_numpy(scorer.token_ids(tokenizer, [str(c) for c in bank["captions"][rows]]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(input_ids=ids, pixel_values=x)
+    img = F.normalize(out.image_embeds.float(), dim=-1).view(len(rows), k, -1)
+    txt = F.normalize(out.text_embeds.float(), dim=-1)
+    logits = model.logit_scale.exp().clamp(max=100) * torch.einsum("pkd,pd->pk", img, txt)
+    right = torch.from_numpy(bank["passed"][rows])
+    return (logits.logsumexp(1) - logits.masked_fill(~right, float("-inf")).logsumexp(1)).mean()
+
+
 def _save(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -140,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         step, log = state["step"], state["log"]
         print(f"resumed at step {step}", flush=True)
     mix = tuple(float(v) for v in args.mix.split(","))
+    bank = dict(np.load(args.bank)) if args.bank else None
     t0, t_last = time.time(), time.time()
     model.train()
     while step < args.steps:
@@ -159,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
         img = F.normalize(out.image_embeds.float(), dim=-1)
         txt = F.normalize(out.text_embeds.float(), dim=-1)
         loss = contrastive_loss(img, txt, model.logit_scale.exp().clamp(max=100), mask)
+        if bank is not None:
+            loss = loss + args.bank_weight * ranking_loss(model, tokenizer, bank, rng,
+                                                          args.bank_prompts)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

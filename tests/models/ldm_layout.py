@@ -1,9 +1,11 @@
-"""Writes a diffusers SD 1.x pipeline as one original-layout (LDM/CompVis) `.safetensors` file,
-the way most fine-tunes are published, so tests can load single files without any download.
+"""Writes a diffusers SD 1.x, SD 2.x or SDXL pipeline as one original-layout (LDM/CompVis)
+`.safetensors` file, the way most fine-tunes are published, so tests can load single files
+without any download.
 
 diffusers reads this layout (`from_single_file`) but has no writer in its package: this is the
-inverse of its key mapping for the UNet, the VAE and the CLIP text encoder, for any block count
-and `layers_per_block` (the tiny test pipelines are not SD-sized).
+inverse of its key mapping for the UNet, the VAE and the CLIP and OpenCLIP text encoders, for any
+block count and `layers_per_block` (the tiny test pipelines are not SD-sized). SD3 and FLUX
+transformers: mmdit_layout.py.
 """
 
 from __future__ import annotations
@@ -93,19 +95,23 @@ def vae_state(vae: Any) -> dict[str, Any]:
 
 def _clip(encoder: Any, prefix: str) -> dict[str, Any]:
     """A transformers CLIP text encoder as LDM holds it (the text_model.* layout)."""
-    return {prefix + ("" if key.startswith("text_model.") else "text_model.") + key: value
-            for key, value in encoder.state_dict().items()}
+    return {prefix + ("" if key.startswith(("text_model.", "text_projection")) else
+                      "text_model.") + key: value for key, value in encoder.state_dict().items()}
 
 
 def _open_clip(encoder: Any, prefix: str) -> dict[str, Any]:
-    """A CLIPTextModelWithProjection as OpenCLIP holds it (SDXL's second text encoder)."""
+    """A CLIP text encoder as OpenCLIP holds it: SDXL's second one (with a projection), or
+    SD 2.x's (a CLIPTextModel: its file has a projection too, which diffusers ignores)."""
     import torch
 
-    state = encoder.state_dict()
+    state = {("" if k.startswith(("text_model.", "text_projection")) else "text_model.") + k: v
+             for k, v in encoder.state_dict().items()}  # CLIPTextModel is flat since 5.6
     emb = "text_model.embeddings."
+    width = state[emb + "token_embedding.weight"].shape[1]
+    projection = state.get("text_projection.weight", torch.eye(width))
     out = {prefix + "positional_embedding": state[emb + "position_embedding.weight"],
            prefix + "token_embedding.weight": state[emb + "token_embedding.weight"],
-           prefix + "text_projection": state["text_projection.weight"].T}
+           prefix + "text_projection": projection.T}
     for leaf in ("weight", "bias"):
         out[f"{prefix}ln_final.{leaf}"] = state[f"text_model.final_layer_norm.{leaf}"]
     layers = {int(k.split(".")[3]) for k in state if k.startswith("text_model.encoder.layers.")}
@@ -126,6 +132,13 @@ def sdxl_single_file(pipe: Any) -> dict[str, Any]:
     state = {**unet_state(pipe.unet), **vae_state(pipe.vae),
              **_clip(pipe.text_encoder, "conditioner.embedders.0.transformer."),
              **_open_clip(pipe.text_encoder_2, "conditioner.embedders.1.model.")}
+    return {k: v.contiguous() for k, v in state.items()}
+
+
+def sd2_single_file(pipe: Any) -> dict[str, Any]:
+    """The state dict of an original SD 2.x checkpoint (OpenCLIP text encoder)."""
+    state = {**unet_state(pipe.unet), **vae_state(pipe.vae),
+             **_open_clip(pipe.text_encoder, "cond_stage_model.model.")}
     return {k: v.contiguous() for k, v in state.items()}
 
 

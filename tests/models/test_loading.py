@@ -27,3 +27,33 @@ def test_tuning_switches_keep_the_output() -> None:
     b = [np.asarray(i, dtype=np.int16) for i in rendering.generate(tuned, *args)]
     for x, y in zip(a, b, strict=True):
         assert np.abs(x - y).max() <= 2  # a different memory layout, the same picture
+
+
+def test_cpu_autocast_renders_in_bfloat16_with_the_same_picture() -> None:
+    import torch
+
+    from models.loading import cpu_has_bf16
+
+    spec: PipelineSpec = load_catalog(None).pipelines["shapes"]
+    plain = load_pipeline(spec)
+    fast = load_pipeline(spec, tuning=Tuning(cpu_autocast=True))
+    assert not plain.autocast
+    assert fast.autocast == cpu_has_bf16()  # never on a CPU where bfloat16 is emulated
+    assert not load_pipeline(spec, dtype="bfloat16", tuning=Tuning(cpu_autocast=True)).autocast
+    with fast.running():
+        assert torch.is_autocast_cpu_enabled() == fast.autocast
+    assert not torch.is_autocast_cpu_enabled()
+    from models.shapes.checker import segment
+
+    args = ("a blue square to the left of a red circle", None, [1, 2, 3], 20, 5.0, 64, 64)
+    a, b = rendering.generate(plain, *args), rendering.generate(fast, *args)
+    # Rounding moves an edge or a centre a little; the same objects are drawn in the same places.
+    for x, y in zip(a, b, strict=True):
+        seen, drawn = segment(x), segment(y)
+        assert sorted((f.colour, f.shape) for f in seen) == sorted((f.colour, f.shape)
+                                                                    for f in drawn)
+        for f in seen:
+            assert min(abs(f.cx - g.cx) + abs(f.cy - g.cy) for g in drawn) < 0.08
+    if fast.autocast:  # it did render differently: autocast was on
+        assert any(np.asarray(x).tobytes() != np.asarray(y).tobytes() for x, y in
+                   zip(a, b, strict=True))
