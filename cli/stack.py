@@ -254,6 +254,9 @@ class Stack:
         for pipeline, message in (readiness or {}).get("failed", {}).items():
             say(message, logging.ERROR,  # "pipeline NAME failed to load: why"
                 pipeline=pipeline)
+        for pipeline, adapters in (readiness or {}).get("failed_adapters", {}).items():
+            for message in adapters.values():  # "adapter A for pipeline P failed to load: why"
+                say(message, logging.ERROR, pipeline=pipeline)
         if readiness is not None and readiness.get("status") == "failed":
             say("no pipeline loaded: nothing to serve until the catalog or its checkpoints are "
                 "fixed (docs/models.md); then restart", logging.ERROR)

@@ -49,3 +49,11 @@ def storage_unavailable(message: str, retry_after: int = 10) -> OpenAIError:
     """Image storage is down: a clean 503 the client may retry, like a queue outage."""
     return OpenAIError(503, message, "server_error", None, "storage_unavailable",
                        {"Retry-After": str(retry_after)})
+
+
+def adapter_unavailable(message: str) -> OpenAIError:
+    """A LoRA adapter named in `loras` that the workers failed to load: only the operator can
+    fix that, so no Retry-After, `x-should-retry: false` (OpenAI's SDKs then do not retry), and
+    a code of its own, which background jobs do not wait on (service.job_runner.WAIT_CODES)."""
+    return OpenAIError(503, message, "server_error", "loras", "adapter_unavailable",
+                       {"x-should-retry": "false"})

@@ -77,6 +77,29 @@ def load_failures(redis: Any) -> dict[str, str]:
     return failed
 
 
+def adapter_failures(redis: Any) -> dict[str, dict[str, str]]:
+    """Pipeline -> adapter -> why it failed to load on some live worker that holds the pipeline
+    (readiness lists them; the pipeline and its other adapters still serve)."""
+    failed: dict[str, dict[str, str]] = {}
+    for info in live_workers(redis).values():
+        for pipeline, state in (info.get("pipelines") or {}).items():
+            failed.setdefault(pipeline, {}).update(state.get("failed_adapters") or {})
+    return {p: dict(sorted(a.items())) for p, a in sorted(failed.items()) if a}
+
+
+def serving(redis: Any, queue: str, pipeline: str) -> tuple[int, dict[str, str]]:
+    """Live workers serving `queue`, and the adapters of `pipeline` that failed to load on every
+    one of them -> why (no worker can apply those: the gateway refuses requests naming them).
+    A worker whose pipeline is asleep reports no adapters, so it leaves every adapter open."""
+    workers = [info for info in live_workers(redis).values() if queue in info.get("queues", [])]
+    unusable: dict[str, str] | None = None
+    for info in workers:
+        failed = ((info.get("pipelines") or {}).get(pipeline) or {}).get("failed_adapters") or {}
+        unusable = dict(failed) if unusable is None else {
+            name: why for name, why in unusable.items() if name in failed}
+    return len(workers), unusable or {}
+
+
 def unloaded_pipelines(redis: Any) -> dict[str, str]:
     """Pipelines unloaded through the admin API that no live worker holds or serves now ->
     what to do about it (readiness, /v1/models and the API's 503 say so)."""

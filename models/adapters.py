@@ -22,17 +22,22 @@ log = logging.getLogger("easel.models")
 
 
 class AdapterError(RuntimeError):
-    """An adapter that cannot be loaded into this pipeline (the message says which and why)."""
+    """An adapter that cannot be loaded into this pipeline (the message says which and why).
+    Final for a job: the worker fails it at once, and the client gets the message
+    (workers.worker, error type `adapter_unavailable`)."""
 
 
 class AdapterCache:
     def __init__(self, pipe: Any, specs: Sequence[AdapterSpec], budget_bytes: int,
-                 resolve: Any) -> None:
+                 resolve: Any, pipeline: str = "") -> None:
         self.pipe = pipe
+        self.pipeline = pipeline  # named in failure messages: one adapter may serve several
         self.specs = {s.name: s for s in specs}
         self.budget = budget_bytes  # 0: no limit
         self.resolve = resolve  # catalog path -> local file (models.loading.resolve_path)
         self.resident: OrderedDict[str, int] = OrderedDict()  # name -> bytes, oldest first
+        # name -> why it failed to load: not tried again (a bad file stays bad) until the
+        # catalog changes its entry; the heartbeat reports it (workers.residency.describe).
         self.failed: dict[str, str] = {}
         # What the next call renders with; None: unknown (a load or switch failed midway).
         self.active: tuple[tuple[str, float], ...] | None = ()
@@ -49,8 +54,8 @@ class AdapterCache:
                 break
             try:
                 self._load(name)
-            except AdapterError as exc:
-                log.error("%s", exc)
+            except AdapterError as exc:  # the others and the pipeline itself still serve
+                log.error("%s (file %s)", exc, spec.path, extra={"pipeline": self.pipeline})
         self.active = None  # loading activates what it loads: the next call sets its own
 
     def _size(self, spec: AdapterSpec) -> int:
@@ -71,10 +76,20 @@ class AdapterCache:
                 warnings.filterwarnings("ignore", message="Already found a `peft_config`")
                 self.pipe.load_lora_weights(path, adapter_name=name)
         except Exception as exc:
-            self.failed[name] = f"adapter {name} failed to load from {spec.path}: {exc}"
+            self.failed[name] = (f"adapter {name} for pipeline {self.pipeline} failed to load: "
+                                 f"{_why(exc, spec.path, self.resolve)}")
             raise AdapterError(self.failed[name]) from exc
         self.resident[name] = self._size(spec)
         log.info("loaded adapter %s (%d KB)", name, self.resident[name] // 1024)
+
+    def respec(self, specs: Sequence[AdapterSpec]) -> None:
+        """A reloaded catalog: an entry it changed or dropped loses its failure, so a fixed
+        path is tried again at its next request (and a dropped one is no longer reported)."""
+        new = {s.name: s for s in specs}
+        for name in list(self.failed):
+            if new.get(name) != self.specs.get(name):
+                del self.failed[name]
+        self.specs = new
 
     def _evict_for(self, keep: set[str]) -> None:
         """Drop the least recently used adapters not in `keep` until the budget holds."""
@@ -105,3 +120,23 @@ class AdapterCache:
         self.pipe.enable_lora()
         self.pipe.set_adapters([n for n, _ in chosen], adapter_weights=[s for _, s in chosen])
         self.active = chosen
+
+
+def _why(exc: BaseException, path: str, resolve: Any) -> str:
+    """One line for clients and readiness: the error, the root cause diffusers wraps it around
+    (a corrupt file's "Error while deserializing header: ..."), folders left out (the log line
+    names the file)."""
+    root, seen = exc, {id(exc)}
+    while (inner := root.__cause__ or root.__context__) is not None and id(inner) not in seen:
+        root = inner
+        seen.add(id(root))
+    text = str(exc).strip() or type(exc).__name__
+    if root is not exc:
+        text += f" ({type(root).__name__}: {root})"
+    try:
+        paths = {path, str(resolve(path))}
+    except Exception:  # the path itself did not resolve: that is the error shown
+        paths = {path}
+    for full in sorted(paths, key=len, reverse=True):
+        text = text.replace(full, os.path.basename(full))
+    return " ".join(text.split())

@@ -141,7 +141,8 @@ class LoadedPipeline:
         if specs:
             from models.adapters import AdapterCache
 
-            self.adapters = AdapterCache(self.text2img, specs, budget_bytes, resolve_path)
+            self.adapters = AdapterCache(self.text2img, specs, budget_bytes, resolve_path,
+                                         self.spec.name)
             with self.lock:
                 self.adapters.preload()
 

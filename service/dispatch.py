@@ -17,7 +17,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
-from core.errors import server_error, storage_unavailable, unavailable
+from core.errors import adapter_unavailable, server_error, storage_unavailable, unavailable
 from core.jobs import Outcome, RenderJob, batch_queue
 from core.settings import GatewaySettings
 from service.limits import Admission, Lease, ServiceRate
@@ -69,6 +69,8 @@ class Dispatcher:
         # One of `processes` sharing a port sees its share of the completions.
         self.rate = ServiceRate(share=processes)
         self._workers_seen: dict[str, float] = {}
+        # Per queue: adapters no live worker could load -> why (read with the worker check).
+        self._broken_adapters: dict[str, dict[str, str]] = {}
         self._checking: dict[str, asyncio.Lock] = {}
 
     def _worker_seen(self, queue_name: str) -> bool:
@@ -85,7 +87,8 @@ class Dispatcher:
                 await self._check_worker(queue_name, model)
 
     async def _check_worker(self, queue_name: str, model: str) -> None:
-        if await run_in_threadpool(self.queue.live_workers, queue_name) == 0:
+        workers, broken = await run_in_threadpool(self.queue.serving, queue_name)
+        if workers == 0:
             failures = await run_in_threadpool(self.queue.load_failures)
             failures.update(await run_in_threadpool(self.queue.unloaded))
             pipeline = queue_name.removeprefix("easel:")
@@ -94,7 +97,17 @@ class Dispatcher:
                                   retry_after=60)
             raise unavailable(f"No worker is serving model '{model}' right now; try again soon.",
                               retry_after=10)
+        self._broken_adapters[queue_name] = broken
         self._workers_seen[queue_name] = time.monotonic()
+
+    def _refuse_broken_adapters(self, queue_name: str, job: RenderJob) -> None:
+        """A job naming an adapter that no worker of its pipeline could load would only fail
+        there: refuse it now, with the workers' reason."""
+        broken = self._broken_adapters.get(queue_name) or {}
+        for lora in job.loras:
+            if lora.name in broken:
+                raise adapter_unavailable(f"The adapter '{lora.name}' in 'loras' is "
+                                          f"unavailable: {broken[lora.name]}")
 
     async def _already_queued(self, job_id: str) -> bool:
         try:
@@ -111,6 +124,7 @@ class Dispatcher:
         together = ctx.before_enqueue is None
         try:
             await self._require_worker(queue_name, job.model)
+            self._refuse_broken_adapters(queue_name, job)
             if together and not self.queue.knows_server_version:
                 await run_in_threadpool(self.queue.learn_server_version)
             lease = await self.admission.acquire(
@@ -177,6 +191,8 @@ class Dispatcher:
                                "timeout", 504)
         if outcome.error_type == "storage_unavailable":
             raise storage_unavailable(f"Image generation failed: {outcome.error}")
+        if outcome.error_type == "adapter_unavailable":  # the gateway had not heard yet
+            raise adapter_unavailable(f"An adapter in 'loras' is unavailable: {outcome.error}")
         if outcome.status == "failed" or outcome.result is None:
             raise server_error(f"Image generation failed: {outcome.error or 'unknown error'}",
                                outcome.error_type or "generation_failed")

@@ -60,9 +60,14 @@ class JobQueue:
     def depth(self, queue_name: str) -> int:
         return int(self.queue(queue_name).count)
 
-    def live_workers(self, queue_name: str) -> int:
-        """Workers serving the queue that heartbeat within seconds (see core.liveness)."""
-        return liveness.live_count(self.redis, queue_name)
+    def serving(self, queue_name: str) -> tuple[int, dict[str, str]]:
+        """Live workers of the queue, and its pipeline's adapters none of them could load ->
+        why (core.liveness.serving), from one read of the heartbeats."""
+        return liveness.serving(self.redis, queue_name, queue_name.removeprefix("easel:"))
+
+    def adapter_failures(self) -> dict[str, dict[str, str]]:
+        """Pipeline -> adapter -> why it failed to load on a live worker (core.liveness)."""
+        return liveness.adapter_failures(self.redis)
 
     def load_failures(self) -> dict[str, str]:
         """Pipelines a live worker failed to load -> why (core.liveness)."""

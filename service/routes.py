@@ -156,13 +156,16 @@ async def readyz(request: Request) -> JSONResponse:
     """Ready when Redis answers and every pipeline has at least one live worker; "degraded"
     (still 200) when the others failed to load, "failed" (503) when all did.  Pipelines
     unloaded through the admin API are listed under "unloaded" and wait for nobody; with none
-    of the catalog served at all, the status is "unloaded" (503)."""
+    of the catalog served at all, the status is "unloaded" (503).  LoRA adapters a worker
+    failed to load are listed under "failed_adapters" (pipeline -> adapter -> why) and leave
+    the status as it is: their pipeline and its other adapters still serve."""
     st = _state(request)
     try:
         await st.redis.ping()
         workers = await run_in_threadpool(st.queue.workers_per_pipeline, st.catalog)
         failures = await run_in_threadpool(st.queue.load_failures)
         dropped = await run_in_threadpool(st.queue.unloaded)
+        adapters = await run_in_threadpool(st.queue.adapter_failures)
     except (RedisError, OSError) as exc:
         # The error text names hosts, ports and versions: the log gets it, the public does not.
         log.warning("readiness: Redis unreachable: %s", exc)
@@ -179,6 +182,8 @@ async def readyz(request: Request) -> JSONResponse:
         body["failed"] = failed
     if unloaded:
         body["unloaded"] = unloaded
+    if adapters:
+        body["failed_adapters"] = adapters
     return JSONResponse(body, 200 if status in ("ready", "degraded") else 503)
 
 

@@ -131,11 +131,13 @@ class Residency:
             self.catalog = catalog
             for name, loaded in self.pipelines.items():
                 if loaded.adapters is not None:
-                    loaded.adapters.specs = {a.name: a for a in catalog.adapters_of(name)}
+                    loaded.adapters.respec(catalog.adapters_of(name))
             self.on_change()
 
     def describe(self) -> dict[str, dict[str, Any]]:
-        """Per pipeline this worker knows of: state, load time, memory, idle time, adapters."""
+        """Per pipeline this worker knows of: state, load time, memory, idle time, adapters
+        (resident ones, and those that failed to load -> why: readiness and the gateway's
+        refusal of requests naming them read it from the heartbeat, core.liveness)."""
         now = time.monotonic()
         out: dict[str, dict[str, Any]] = {}
         for name, loaded in self.pipelines.items():
@@ -143,7 +145,8 @@ class Residency:
             out[name] = {"state": "resident", "load_seconds": round(loaded.load_seconds, 3),
                          "bytes": self.sizes.get(name, 0),
                          "idle_seconds": round(now - self.last_used.get(name, now), 1),
-                         "adapters": list(cache.resident) if cache is not None else []}
+                         "adapters": list(cache.resident) if cache is not None else [],
+                         "failed_adapters": dict(cache.failed) if cache is not None else {}}
         for name in self.asleep - set(self.pipelines):
             out[name] = {"state": "asleep"}
         for name in self.unloaded:

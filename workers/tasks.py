@@ -24,6 +24,7 @@ from core.jobs import (
 )
 from core.storage import CONTENT_TYPES, StorageError
 from models import rendering, reranking
+from models.adapters import AdapterError
 from workers import batching, finishing, runtime
 from workers.encoding import encode, white_to_alpha
 from workers.patient_storage import patiently
@@ -101,7 +102,13 @@ def render(payload: dict[str, Any]) -> dict[str, Any]:
     if rt.metrics is not None:
         rt.metrics.job_started(job.pipeline, get_current_job())
     t0 = time.perf_counter()
-    drawn, render_seconds, in_batch = _run(loaded, job, rt)
+    try:
+        drawn, render_seconds, in_batch = _run(loaded, job, rt)
+    except AdapterError:
+        rq_job = get_current_job()
+        if rq_job is not None:  # a bad adapter file fails every retry too: give up now
+            rq_job.retries_left = 0
+        raise
     images = drawn.images
     if job.background == "transparent":
         images = [white_to_alpha(im) for im in images]

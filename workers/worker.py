@@ -19,6 +19,7 @@ from rq.worker import WorkerStatus
 
 from core.jobs import Outcome, is_batch_queue, publish_outcome
 from core.storage import StorageError
+from models.adapters import AdapterError
 from workers import batching, runtime
 from workers.heartbeat import Heartbeat
 
@@ -186,6 +187,8 @@ class EaselWorker(SimpleWorker):
             if head is not None:
                 with self._rendering(sum(p.n for p in map(batching.payload_of, batch) if p)):
                     batching.render_batch(runtime.current().pipeline(head.pipeline), batch)
+        except AdapterError:  # the jobs name it: each fails alone with its message, no trace
+            batching.discard(batch)
         except Exception:
             log.exception("batched call failed; running %d job(s) one by one", len(batch))
             batching.discard(batch)
@@ -208,9 +211,19 @@ class EaselWorker(SimpleWorker):
             # The traceback stays in this log; clients get a message that names no internals.
             last = (exc_string.strip().splitlines() or ["?"])[-1][:500]
             log.error("job %s failed for good: %s", job.id, last)
-            storage = last.startswith(f"{StorageError.__module__}.{StorageError.__name__}")
-            outcome = Outcome(job_id=job.id, status="failed",
-                              error=STORAGE_FAILURE if storage else GENERIC_FAILURE,
-                              error_type="storage_unavailable" if storage
-                              else "generation_failed")
-            publish_outcome(self.connection, outcome, self.outcome_ttl)
+            publish_outcome(self.connection, _failure(job.id, last), self.outcome_ttl)
+
+
+def _failure(job_id: str, last: str) -> Outcome:
+    """The outcome of a job that failed for good, from its exception's line: storage trouble
+    and an adapter that failed to load are told as such (the adapter's message names no file),
+    anything else in words that name no internals."""
+    adapter = f"{AdapterError.__module__}.{AdapterError.__name__}: "
+    if last.startswith(adapter):
+        return Outcome(job_id=job_id, status="failed", error=last.removeprefix(adapter),
+                       error_type="adapter_unavailable")
+    if last.startswith(f"{StorageError.__module__}.{StorageError.__name__}"):
+        return Outcome(job_id=job_id, status="failed", error=STORAGE_FAILURE,
+                       error_type="storage_unavailable")
+    return Outcome(job_id=job_id, status="failed", error=GENERIC_FAILURE,
+                   error_type="generation_failed")

@@ -39,7 +39,12 @@ def eval_scenes(per_cell: int, seed: int = 7) -> list[tuple[Scene, bool]]:
             for kind in KINDS for held in (False, True) for _ in range(per_cell)]
 
 
-def pipeline_generator(model_dir: Path, steps: int, guidance: float, device: str) -> Generate:
+def pipeline_generator(model_dir: Path, steps: int, guidance: float, device: str,
+                       cpu_autocast: bool = False) -> Generate:
+    """Images from a direct pipeline call; `cpu_autocast`: under bfloat16 autocast, as a CPU
+    worker renders by default (EASEL_CPU_AUTOCAST)."""
+    import contextlib
+
     import torch
     from diffusers import AutoPipelineForText2Image
 
@@ -50,7 +55,10 @@ def pipeline_generator(model_dir: Path, steps: int, guidance: float, device: str
 
     def generate(prompts: list[str], seeds: list[int]) -> list[Image.Image]:
         gens = [torch.Generator(device).manual_seed(s) for s in seeds]
-        out = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, generator=gens)
+        with (torch.autocast("cpu", dtype=torch.bfloat16) if cpu_autocast
+              else contextlib.nullcontext()):
+            out = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance,
+                       generator=gens)
         return list(out.images)
 
     return generate
@@ -154,6 +162,8 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cpu-autocast", action="store_true",
+                   help="render under bfloat16 autocast (as CPU workers do by default)")
     p.add_argument("--timing", action="store_true", help="also time batch 1 and batch 8")
     p.add_argument("--api", help="gateway base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--api-model", default="dall-e-2")
@@ -175,7 +185,8 @@ def main() -> None:
         gen = api_generator(args.api, args.api_model, args.api_size, args.api_key, extra,
                             latencies)
     else:
-        gen = pipeline_generator(args.model, args.steps, args.guidance, args.device)
+        gen = pipeline_generator(args.model, args.steps, args.guidance, args.device,
+                                 args.cpu_autocast)
     table = evaluate(gen, args.per_cell, grid=args.grid, scorer=Scorer(args.scorer))
     if latencies:
         ordered = sorted(latencies)

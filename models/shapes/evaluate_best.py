@@ -26,9 +26,10 @@ from models.shapes.scorer import SHIPPED
 from models.shapes.scorer_eval import report
 
 
-def draw(model: Path, per_cell: int, best_of: int, steps: int, guidance: float) -> np.ndarray:
+def draw(model: Path, per_cell: int, best_of: int, steps: int, guidance: float,
+         cpu_autocast: bool = False) -> np.ndarray:
     """prompts x best_of x 64 x 64 x 3 candidates."""
-    gen = pipeline_generator(model, steps, guidance, "cpu")
+    gen = pipeline_generator(model, steps, guidance, "cpu", cpu_autocast)
     scenes = eval_scenes(per_cell)
     out = np.empty((len(scenes), best_of, 64, 64, 3), dtype=np.uint8)
     t0 = time.perf_counter()
@@ -75,6 +76,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--save", type=Path, help="keep the candidates here (.npz)")
     p.add_argument("--load", type=Path, help="judge saved candidates instead of drawing")
+    p.add_argument("--cpu-autocast", action="store_true",
+                   help="draw under bfloat16 autocast (as CPU workers do by default)")
     p.add_argument("--json", type=Path, help="also write the table here")
     args = p.parse_args()
     import torch
@@ -83,7 +86,8 @@ def main() -> None:
     if args.load:
         candidates = np.load(args.load)["candidates"]
     else:
-        candidates = draw(args.model, args.per_cell, args.best_of, args.steps, args.guidance)
+        candidates = draw(args.model, args.per_cell, args.best_of, args.steps, args.guidance,
+                          args.cpu_autocast)
         if args.save:
             np.savez_compressed(args.save, candidates=candidates)
     report(curve(candidates, args.per_cell, Scorer(args.scorer)), args.json)

@@ -60,7 +60,8 @@ def sweep(model: Path, settings: list[str], per_cell: int, guidance: float,
     table: dict[str, float] = {}
     base_ms = 0.0
     for setting in settings:
-        precision, sampler, steps = setting.split(":")
+        precision, sampler, steps, *scale = setting.split(":")
+        cfg = float(scale[0]) if scale else guidance
         if sampler == "own":
             pipe.scheduler = own
         else:
@@ -68,10 +69,10 @@ def sweep(model: Path, settings: list[str], per_cell: int, guidance: float,
             pipe.scheduler = getattr(diffusers, class_name).from_config(own.config, **overrides)
 
         def generate(prompts: list[str], seeds: list[int], precision: str = precision,
-                     steps: int = int(steps)) -> list[Image.Image]:
+                     steps: int = int(steps), cfg: float = cfg) -> list[Image.Image]:
             gens = [torch.Generator("cpu").manual_seed(s) for s in seeds]
             with _precision(precision):
-                out = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance,
+                out = pipe(prompts, num_inference_steps=steps, guidance_scale=cfg,
                            generator=gens)
             return list(out.images)
 
@@ -92,8 +93,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", type=Path, default=Path(__file__).parent / "weights")
     p.add_argument("--settings", default=DEFAULT_SETTINGS,
-                   help="comma-separated precision:sampler:steps (sampler: own or a "
-                        "core.rules.SCHEDULERS name)")
+                   help="comma-separated precision:sampler:steps[:guidance] (sampler: own or "
+                        "a core.rules.SCHEDULERS name; guidance: --guidance when left out)")
     p.add_argument("--per-cell", type=int, default=10)
     p.add_argument("--guidance", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=1)

@@ -70,10 +70,13 @@ def test_the_start_up_output_names_pipelines_that_failed(
     monkeypatch.setattr(stack, "_spawn", lambda name, env: None)
     monkeypatch.setattr(stack, "_supervise", lambda env: None)
     monkeypatch.setattr(stack, "_wait_ready", lambda: {
-        "status": "degraded", "failed": {"second": "pipeline second failed to load: no vae/"}})
+        "status": "degraded", "failed": {"second": "pipeline second failed to load: no vae/"},
+        "failed_adapters": {"shapes": {"bad": "adapter bad for pipeline shapes failed to load: "
+                                              "header too small"}}})
     stack._start(load_catalog(None), "redis://x", tmp_path)
     out = capsys.readouterr().out
     assert "easel: pipeline second failed to load: no vae/" in out and "ready in" in out
+    assert "easel: adapter bad for pipeline shapes failed to load: header too small" in out
     monkeypatch.setattr(stack, "_wait_ready", lambda: {"status": "failed", "failed": {}})
     stack._start(load_catalog(None), "redis://x", tmp_path)
     out = capsys.readouterr().out

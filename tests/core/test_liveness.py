@@ -29,3 +29,23 @@ def test_a_clean_exit_leaves_at_once(redis: Redis) -> None:
     liveness.beat(redis, "c", ["q1"], ttl_seconds=30)
     liveness.forget(redis, "c")
     assert liveness.live_count(redis, "q1") == 0
+
+
+def test_adapter_failures_for_readiness_and_the_ones_no_worker_can_apply(redis: Redis) -> None:
+    """Readiness lists every live worker's failed adapters; the gateway refuses only those that
+    failed on every worker serving the queue (an asleep pipeline reports none: it may load)."""
+    def pipelines(**failed: str) -> dict[str, object]:
+        return {"pipelines": {"p": {"state": "resident", "adapters": ["ok"],
+                                    "failed_adapters": failed}}}
+
+    assert liveness.serving(redis, "easel:p", "p") == (0, {})
+    liveness.beat(redis, "w1", ["easel:p"], 30, pipelines(bad="bad: header", worse="worse: x"))
+    assert liveness.serving(redis, "easel:p", "p") == (1, {"bad": "bad: header",
+                                                           "worse": "worse: x"})
+    liveness.beat(redis, "w2", ["easel:p"], 30, pipelines(bad="bad: header"))
+    liveness.beat(redis, "w3", ["easel:q"], 30, pipelines(other="other: y"))
+    assert liveness.serving(redis, "easel:p", "p") == (2, {"bad": "bad: header"})
+    assert liveness.adapter_failures(redis) == {"p": {"bad": "bad: header",
+                                                      "other": "other: y", "worse": "worse: x"}}
+    liveness.beat(redis, "w4", ["easel:p"], 30, {"pipelines": {"p": {"state": "asleep"}}})
+    assert liveness.serving(redis, "easel:p", "p") == (3, {})

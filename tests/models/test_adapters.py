@@ -3,6 +3,7 @@ switched per call with set_adapters, kept least recently used first out; never m
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,34 @@ def test_jobs_with_other_adapters_or_scales_never_share_a_batch() -> None:
     assert batch_key(outlined) != batch_key(job(("outline", 0.5)))
     assert batch_key(outlined) == batch_key(job(("outline", 1.0)))
     assert adapter_set(job(("b", 1.0), ("a", 0.5))) == (("a", 0.5), ("b", 1.0))
+
+
+def test_a_corrupt_adapter_file_is_named_and_the_rest_serve(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A bad file fails at start with a message naming adapter, pipeline and reason (the log
+    adds the file); the pipeline and its good adapter render on, and a request for the bad one
+    fails at once, without trying the file again."""
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")  # header length, then junk
+    loaded = load_pipeline(CATALOG.pipelines["shapes"])
+    specs = [AdapterSpec("outline", "embedded:shapes-outline", ("shapes",)),
+             AdapterSpec("bad", str(bad), ("shapes",))]
+    with caplog.at_level(logging.ERROR, "easel.models"):
+        loaded.attach_adapters(specs, 0)
+    cache: Any = loaded.adapters
+    assert list(cache.resident) == ["outline"]
+    why = cache.failed["bad"]
+    assert why.startswith("adapter bad for pipeline shapes failed to load: ") and "\n" not in why
+    assert str(bad) not in why  # clients see the message; the log names the file
+    assert why in caplog.text and str(bad) in caplog.text
+    calls: list[str] = []
+    real = loaded.text2img.load_lora_weights
+    loaded.text2img.load_lora_weights = lambda *a, **k: (calls.append("load"), real(*a, **k))
+    with pytest.raises(AdapterError) as info:
+        _render(loaded, (("outline", 1.0), ("bad", 1.0)))
+    assert str(info.value) == why and calls == []
+    assert np.abs(_render(loaded, (("outline", 1.0),)) - _render(loaded, ())).mean() > 3
+    cache.respec(specs)  # a catalog reload that keeps the entry keeps the failure
+    assert cache.failed == {"bad": why}
+    cache.respec(specs[:1])  # one that drops or changes it forgets it
+    assert cache.failed == {}

@@ -87,3 +87,30 @@ def test_a_failed_load_is_reported_and_raised() -> None:
     with pytest.raises(RuntimeError, match="pipeline shapes failed to load: no weights"):
         residency.load("shapes")
     assert residency.describe()["shapes"]["state"] == "failed"
+
+
+def test_adapters_that_failed_to_load_are_reported_and_forgotten_when_their_entry_changes(
+        ) -> None:
+    """The heartbeat carries them per resident pipeline (readiness, the gateway's refusal); a
+    catalog reload that changes the entry lets the next request try the file again."""
+    from core.adapters import AdapterSpec
+    from models.adapters import AdapterCache
+
+    residency, _ = _residency()
+    good, bad = (AdapterSpec(n, f"/srv/{n}.safetensors", ("shapes",)) for n in ("ok", "bad"))
+
+    class Pipe:
+        def load_lora_weights(self, path: str, adapter_name: str) -> None:
+            if adapter_name == "bad":
+                raise OSError(f"Unable to load weights from checkpoint file {path}")
+
+    cache = AdapterCache(Pipe(), [good, bad], 0, lambda p: p, "shapes")
+    cache.preload()
+    residency.pipelines["shapes"].adapters = cache
+    state = residency.describe()["shapes"]
+    assert state["adapters"] == ["ok"]
+    assert state["failed_adapters"] == {"bad": "adapter bad for pipeline shapes failed to load: "
+                                               "Unable to load weights from checkpoint file "
+                                               "bad.safetensors"}
+    residency.reload_catalog(residency.catalog)  # the built-in catalog has no adapter "bad"
+    assert residency.describe()["shapes"]["failed_adapters"] == {}
