@@ -83,6 +83,19 @@ def _state_of(info: dict[str, Any], pipeline: str) -> str:
     return str((info.get("pipelines") or {}).get(pipeline, {}).get("state", ""))
 
 
+def choose(workers: dict[str, dict[str, Any]], op: str, pipeline: str) -> list[str]:
+    """The workers an unnamed command goes to. Unload: every one holding `pipeline`. Load: one
+    holding it, else one that unloaded it or failed to load it (configured for it: the fixed
+    checkpoint is on its disk), else the one holding the fewest pipelines."""
+    if op == "unload":
+        return [w for w, i in workers.items() if _state_of(i, pipeline) in ("resident", "asleep")]
+    holding = [w for w, i in workers.items() if _state_of(i, pipeline) == "resident"]
+    ranked = sorted(workers, key=lambda w: (
+        _state_of(workers[w], pipeline) not in ("unloaded", "failed"),
+        len(workers[w].get("pipelines") or {})))
+    return holding[:1] or ranked[:1]
+
+
 async def _command(request: Request, op: str, pipeline: str) -> dict[str, Any]:
     st = request.app.state
     if pipeline not in st.catalog.pipelines:
@@ -92,16 +105,7 @@ async def _command(request: Request, op: str, pipeline: str) -> dict[str, Any]:
     workers = await run_in_threadpool(_workers, request)
     if named is not None and named not in workers:
         raise OpenAIError(404, f"No live worker named '{named[:64]}'.", code="worker_not_found")
-    if named is not None:
-        chosen = [named]
-    elif op == "unload":  # every worker holding it
-        chosen = [w for w, i in workers.items() if _state_of(i, pipeline) in ("resident",
-                                                                                "asleep")]
-    else:  # one worker: one that unloaded it, else the one holding the fewest pipelines
-        holding = [w for w, i in workers.items() if _state_of(i, pipeline) == "resident"]
-        ranked = sorted(workers, key=lambda w: (_state_of(workers[w], pipeline) != "unloaded",
-                                                len(workers[w].get("pipelines") or {})))
-        chosen = holding[:1] or ranked[:1]
+    chosen = [named] if named is not None else choose(workers, op, pipeline)
     if not chosen:
         raise unavailable(f"No live worker {'holds' if op == 'unload' else 'can load'} "
                           f"pipeline '{pipeline}'.", retry_after=10)

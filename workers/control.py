@@ -41,6 +41,23 @@ def follow(worker: Any, heartbeat: Any, residency: Residency) -> None:
     heartbeat.beat_soon()
 
 
+def attach(worker: Any, heartbeat: Any, residency: Residency,
+           on_serving: Callable[[], object]) -> None:
+    """From now on the RQ worker and the heartbeat `follow` every change of `residency`, and
+    `on_serving` runs once, when it first holds a pipeline: at once, or at the first admin load
+    on a worker whose every pipeline failed at start (it opens the metrics port that the
+    container healthcheck polls, so "healthy" means "serving")."""
+    pending = [on_serving]
+
+    def changed() -> None:
+        follow(worker, heartbeat, residency)
+        if residency.pipelines and pending:
+            pending.pop()()
+
+    residency.on_change = changed
+    changed()
+
+
 class ControlThread(threading.Thread):
     def __init__(self, redis: Any, worker_name: str, residency: Residency,
                  read_catalog: Callable[[], Catalog], idle_unload_seconds: float,

@@ -62,20 +62,3 @@ def load_all(specs: list[PipelineSpec], load: Callable[[PipelineSpec], Any],
         used += size
     return pipelines, failed
 
-
-def idle_with_failures(heartbeat: Any) -> None:
-    """A worker whose every pipeline failed: it stays up (a restart would fail the same way)
-    and keeps beating, so readiness and the API tell why, until it is stopped."""
-    import signal
-    import threading
-
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    log.critical("no pipeline loaded; serving nothing until the catalog or checkpoints are "
-                 "fixed and the worker restarted")
-    heartbeat.start()
-    try:
-        stopped.wait()
-    finally:
-        heartbeat.stop()

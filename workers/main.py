@@ -11,7 +11,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.serializers import JSONSerializer
 
-from core import liveness
+from core import control, liveness
 from core.allowed_jobs import EaselJob
 from core.catalog import Catalog, PipelineSpec, load_catalog
 from core.jobs import batch_queue
@@ -21,10 +21,10 @@ from core.settings import WorkerSettings
 from core.storage import make_storage
 from core.telemetry import record_start
 from workers import runtime
-from workers.control import ControlThread, follow
+from workers.control import ControlThread, attach
 from workers.finishing import finisher
 from workers.heartbeat import Heartbeat, Timings
-from workers.loading import idle_with_failures, load_all
+from workers.loading import load_all
 from workers.metrics import WorkerMetrics, start_metrics_server
 from workers.priority_queue import PriorityQueue
 from workers.residency import Residency
@@ -102,20 +102,22 @@ def run(settings: WorkerSettings) -> None:
     live = [catalog.pipelines[n].queue for n in names]
     queues = live + [batch_queue(q) for q in live]
     name = liveness.process_name(base_name)
-    if not queues:  # nothing loaded: say so in the heartbeat, and wait to be stopped
-        idle_with_failures(Heartbeat(redis, name, [], Timings.of(settings), failed))
-        return
+    if not queues:  # a restart would fail the same way: stay up, say why, take admin commands
+        log.critical("no pipeline loaded; serving nothing until a checkpoint is fixed and "
+                     "loaded with POST /v1/admin/pipelines/NAME/load (or the worker restarted)")
     # EaselJob: a job naming anything but Easel's render task is refused, never imported.
-    worker = EaselWorker(queues, name=name, connection=redis, serializer=JSONSerializer,
-                         job_class=EaselJob, queue_class=PriorityQueue)
+    # Nothing loaded: the private idle queue (RQ needs one) until an admin load (follow).
+    worker = EaselWorker(queues or [control.idle_queue(name)], name=name, connection=redis,
+                         serializer=JSONSerializer, job_class=EaselJob, queue_class=PriorityQueue)
     worker.outcome_ttl = settings.outcome_ttl_seconds
     # Beats get their own client: RQ raises the worker pool's socket_timeout to 415 s (for BLPOP),
     # and a beat stuck that long on a dead link keeps a returning worker looking dead.
     beats = Redis.from_url(settings.redis_url, socket_timeout=2 * settings.heartbeat_seconds,
                            socket_connect_timeout=2 * settings.heartbeat_seconds)
     worker.liveness = Heartbeat(beats, name, queues, Timings.of(settings), failed)
-    follow(worker, worker.liveness, residency)  # the heartbeat reports resident pipelines
-    residency.on_change = lambda: follow(worker, worker.liveness, residency)
+    # Queues and heartbeat follow the resident pipelines; the metrics port opens once one is.
+    attach(worker, worker.liveness, residency, lambda: start_metrics_server(
+        settings.metrics_port, metrics.registry, settings.metrics_host))
     worker.liveness.start()
     # Admin commands (load, unload, reload the catalog) and idle unloading: workers.control.
     controls = ControlThread(
@@ -126,8 +128,6 @@ def run(settings: WorkerSettings) -> None:
     worker.batch_work_images = settings.batch_work_images
     worker.max_batch_wait = settings.max_batch_wait_ms / 1000
     worker.push_exc_handler(metrics.job_failed)
-    # Started once the pipelines are loaded: the container healthcheck polls it for readiness.
-    start_metrics_server(settings.metrics_port, metrics.registry, settings.metrics_host)
     log.info("worker %s serving %s with %d torch thread(s)", name, queues, settings.threads,
              extra={"worker": name})
     try:
