@@ -157,8 +157,7 @@ class Stack:
         env = dict(os.environ)
         env.setdefault("EASEL_STORAGE_DIR", str(data / "files"))
         env.update(EASEL_REDIS_URL=redis_url, EASEL_PORT=str(self.o.port),
-                   EASEL_HOST=self.o.host, HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"),
-                   OMP_WAIT_POLICY=env.get("OMP_WAIT_POLICY", "PASSIVE"))
+                   EASEL_HOST=self.o.host, HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"))
         if not env.get("EASEL_API_KEYS"):
             env.setdefault("EASEL_AUTH", "off")  # a local stack; keys are opt-in here
         if env.get("EASEL_AUTH") == "off" and not is_loopback(self.o.host):
@@ -171,6 +170,11 @@ class Stack:
             env["EASEL_ALLOW_NO_AUTH_PUBLIC"] = "1"
         threads = self.o.threads or max(1, (os.cpu_count() or 1) // max(1, self.o.workers))
         env.setdefault("EASEL_THREADS", str(threads))
+        if self.o.workers * int(env["EASEL_THREADS"]) > (os.cpu_count() or 1):
+            # OpenMP threads spin a moment between parallel regions (libgomp's default), which
+            # renders the default model 2x faster than sleeping ones; but with more threads
+            # than cores the spinning ones starve each other (10-30x slower): sleep then.
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         # Every worker serves every pipeline: the gateway's easel_workers_expected (and alert).
         env.setdefault("EASEL_EXPECTED_WORKERS", str(self.o.workers))
         return env
