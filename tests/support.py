@@ -11,8 +11,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,6 +188,17 @@ def start_webhooks(env: dict[str, str], name: str = "test-webhooks") -> subproce
     """`easel webhooks`: signs and posts webhook deliveries (env needs EASEL_WEBHOOK_SECRET)."""
     return subprocess.Popen([sys.executable, "-m", "cli", "webhooks"], cwd=ROOT,
                             env=dict(env, EASEL_NAME=name))
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """`check()`'s first truthy answer, polled every 0.1 s; AssertionError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_ready(base_url: str, timeout: float = 90) -> None:

@@ -6,13 +6,13 @@ the gateway already knew (refused before queueing) or the worker found out at th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import Gateway, RedisServer, base_env, start_worker, stop, wait_ready
+from tests.support import Gateway, RedisServer, base_env, start_worker, stop, wait_ready, wait_until
 
 # `outline-bad` fails at start.  With a 1 MB adapter budget the worker preloads nothing after
 # `outline` (1.2 MB), so `late-bad` is first read, and found corrupt, by the request naming it.
@@ -68,15 +68,6 @@ def _generate(base_url: str, loras: list[dict[str, Any]]) -> httpx.Response:
         "response_format": "b64_json", "quality": "low", "loras": loras})
 
 
-def _until(check: Callable[[], Any], what: str, seconds: float = 15) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def _assert_adapter_unavailable(r: httpx.Response, adapter: str) -> str:
     assert r.status_code == 503, r.text
@@ -110,8 +101,8 @@ def test_failed_adapters_are_named_and_the_rest_serves(base_url: str) -> None:
     failed = _generate(base_url, [{"name": "late-bad"}])
     assert _assert_adapter_unavailable(failed, "late-bad").startswith(
         "An adapter in 'loras' is unavailable: ")
-    late = _until(lambda: httpx.get(f"{base_url}/readyz").json().get(
-        "failed_adapters", {}).get("shapes", {}).get("late-bad"), "late-bad in /readyz")
+    late = wait_until(lambda: httpx.get(f"{base_url}/readyz").json().get(
+        "failed_adapters", {}).get("shapes", {}).get("late-bad"), "late-bad in /readyz", 15)
     assert late.startswith(FAILED.format("late-bad"))
     again = _generate(base_url, [{"name": "late-bad"}])  # from now on refused by the gateway
     assert _assert_adapter_unavailable(again, "late-bad").startswith("The adapter 'late-bad'")

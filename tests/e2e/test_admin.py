@@ -4,8 +4,7 @@ loading brings them back; only admin keys get in; an idle pipeline sleeps and wa
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,11 @@ import pytest
 
 from service.auth import hash_key
 from tests.conftest import FAST
-from tests.support import Gateway, RedisServer, base_env, start_worker, stop, wait_ready
+from tests.support import Gateway, RedisServer, base_env, start_worker, stop, wait_ready, wait_until
 
 OPS = {"authorization": "Bearer sk-ops"}
 ALICE = {"authorization": "Bearer sk-alice"}
 
-
-def _until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _stack(tmp: Path, **worker_env: str) -> Iterator[Gateway]:
@@ -98,7 +88,7 @@ def test_unload_then_load_changes_models_and_readiness(managed: Gateway) -> None
     (states,) = r.json()["workers"].values()
     assert states["shapes"]["state"] == "unloaded"
     # The heartbeat says so at once: the list drops every model of the pipeline.
-    _until(lambda: _models(managed) == [], "models to leave /v1/models", 10)
+    wait_until(lambda: _models(managed) == [], "models to leave /v1/models", 10)
     ready = httpx.get(f"{base}/readyz")
     assert ready.status_code == 503
     assert ready.json()["status"] == "unloaded" and ready.json()["unloaded"] == ["shapes"]
@@ -109,11 +99,11 @@ def test_unload_then_load_changes_models_and_readiness(managed: Gateway) -> None
 
     r = httpx.post(f"{base}/v1/admin/pipelines/shapes/load", headers=OPS, timeout=90)
     assert r.status_code == 200, r.text
-    assert _until(lambda: _models(managed) == before, "models to come back", 10)
+    assert wait_until(lambda: _models(managed) == before, "models to come back", 10)
     ready = httpx.get(f"{base}/readyz")
     assert (ready.status_code, ready.json()["status"]) == (200, "ready")
     assert "unloaded" not in ready.json()
-    served = _until(lambda: _generate(managed).status_code == 200 or None, "a generation", 30)
+    served = wait_until(lambda: _generate(managed).status_code == 200 or None, "a generation", 30)
     assert served
 
 
@@ -153,7 +143,7 @@ def test_an_idle_pipeline_sleeps_and_wakes_for_the_next_job(
         def asleep(gw: Gateway = gw) -> bool:
             return bool(_workers(gw)[0]["pipelines"]["shapes"]["state"] == "asleep")
 
-        _until(asleep, "the idle pipeline to sleep", 30)
+        wait_until(asleep, "the idle pipeline to sleep", 30)
         assert "easel-shapes" in _models(gw)  # still served: the next job loads it
         assert httpx.get(f"{gw.base_url}/readyz").status_code == 200
         assert _generate(gw).status_code == 200

@@ -10,8 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from PIL import Image
 
 from models.loading import EMBEDDED
 from service.auth import hash_key
-from tests.support import Gateway, RedisServer, base_env, start_worker, stop
+from tests.support import Gateway, RedisServer, base_env, start_worker, stop, wait_until
 
 OPS = {"authorization": "Bearer sk-ops"}
 ALICE = {"authorization": "Bearer sk-alice"}
@@ -30,15 +29,6 @@ GOOD = ('[pipelines.shapes]\npath = "embedded:shapes"\nnative_size = 64\nsteps =
 MENDED = ('[pipelines.mended]\npath = "{path}"\nnative_size = 64\nsteps = 2\n'
           '[[models]]\nid = "mended"\npipeline = "mended"\n')
 
-
-def _until(check: Callable[[], Any], what: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _readiness(gw: Gateway) -> dict[str, Any] | None:
@@ -84,7 +74,7 @@ def _load(gw: Gateway) -> httpx.Response:
 
 def _recover(gw: Gateway, aside: Path, failed_status: tuple[int, str]) -> None:
     """What the operator sees and does: the failure, a load that still fails, the fix, a load."""
-    ready = _until(lambda: (r := _readiness(gw)) and "failed" in r and r, "the failure")
+    ready = wait_until(lambda: (r := _readiness(gw)) and "failed" in r and r, "the failure", 90)
     assert (ready["code"], ready["status"]) == failed_status
     assert "component 'unet'" in ready["failed"]["mended"]
     refused = _generate(gw, "mended")
@@ -102,7 +92,7 @@ def _recover(gw: Gateway, aside: Path, failed_status: tuple[int, str]) -> None:
     assert states["mended"]["state"] == "resident"
     # The worker beat before it answered; a periodic beat already under way may still write
     # the old state once, so allow one heartbeat (2 s).
-    ready = _until(lambda: (r := _readiness(gw)) and r["status"] == "ready" and r, "ready", 5)
+    ready = wait_until(lambda: (r := _readiness(gw)) and r["status"] == "ready" and r, "ready", 5)
     assert ready["code"] == 200 and "failed" not in ready
     (worker,) = httpx.get(f"{gw.base_url}/v1/admin/workers", headers=OPS).json()["data"]
     assert worker["failed"] == {} and "easel:mended" in worker["queues"]

@@ -12,19 +12,9 @@ from redis import Redis
 
 from core import control
 from core.catalog import Catalog, PipelineSpec, load_catalog
+from tests.workers.test_residency import FakePipeline
 from workers.control import ControlThread, attach
 from workers.residency import Residency
-
-
-@dataclass
-class FakePipeline:
-    spec: PipelineSpec
-    load_seconds: float = 0.1
-    adapters: Any = None
-    lock: Any = field(default_factory=threading.RLock)
-
-    def weight_bytes(self) -> int:
-        return 1000
 
 
 @dataclass
