@@ -85,7 +85,11 @@ async def variations(request: Request) -> Response:
     return await _transform(request, "variation")
 
 
-def _model_object(catalog: Catalog, model: ModelSpec, workers: int | None) -> dict[str, object]:
+def _model_object(catalog: Catalog, model: ModelSpec, workers: int | None,
+                  failed_adapters: dict[str, dict[str, str]] | None = None) -> dict[str, object]:
+    """`failed_adapters`: pipeline -> adapter -> why a live worker could not load it (such an
+    adapter is listed with that `error`; the playground leaves it out)."""
+    failed = (failed_adapters or {}).get(model.pipeline, {})
     obj: dict[str, object] = {"id": model.id, "object": "model", "created": model.created,
                               "owned_by": "easel"}
     if workers is not None:  # Easel extension: how many live workers serve it right now
@@ -102,7 +106,8 @@ def _model_object(catalog: Catalog, model: ModelSpec, workers: int | None) -> di
                                 "max": MAX_BEST_OF} if catalog.pipeline_of(model).scorer
                     else None,
                     "adapters": [{"name": a.name, "scale": a.scale,
-                                  "description": a.description}
+                                  "description": a.description,
+                                  **({"error": failed[a.name]} if a.name in failed else {})}
                                  for a in catalog.adapters_of(model.pipeline)],
                     "rules": catalog.rules_of(model).model_dump(mode="json")}
     return obj
@@ -113,6 +118,14 @@ async def _served(request: Request) -> dict[str, int]:
     st = _state(request)
     try:
         return await run_in_threadpool(st.queue.workers_per_pipeline, st.catalog)
+    except (RedisError, OSError):
+        return {}
+
+
+async def _failed_adapters(request: Request) -> dict[str, dict[str, str]]:
+    """Adapters a live worker failed to load (pipeline -> adapter -> why); empty when unknown."""
+    try:
+        return await run_in_threadpool(_state(request).queue.adapter_failures)
     except (RedisError, OSError):
         return {}
 
@@ -131,8 +144,9 @@ async def list_models(request: Request) -> dict[str, object]:
     (until it is loaded again: docs/models.md)."""
     served = await _served(request)
     unloaded = await _unloaded(request) if not all(served.values()) else {}
+    failed = await _failed_adapters(request)
     catalog = _state(request).catalog
-    return {"object": "list", "data": [_model_object(catalog, m, served.get(m.pipeline))
+    return {"object": "list", "data": [_model_object(catalog, m, served.get(m.pipeline), failed)
                                        for m in catalog.models.values()
                                        if m.pipeline not in unloaded]}
 
@@ -143,7 +157,8 @@ async def get_model(request: Request, model_id: str) -> dict[str, object]:
     model = catalog.model(model_id)
     if model is None:
         raise model_not_found(model_id)
-    return _model_object(catalog, model, (await _served(request)).get(model.pipeline))
+    failed = await _failed_adapters(request)
+    return _model_object(catalog, model, (await _served(request)).get(model.pipeline), failed)
 
 
 @router.get("/healthz")

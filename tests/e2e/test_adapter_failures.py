@@ -107,3 +107,9 @@ def test_failed_adapters_are_named_and_the_rest_serves(base_url: str) -> None:
     again = _generate(base_url, [{"name": "late-bad"}])  # from now on refused by the gateway
     assert _assert_adapter_unavailable(again, "late-bad").startswith("The adapter 'late-bad'")
     assert httpx.get(f"{base_url}/readyz").json()["status"] == "ready"
+    # /v1/models tells which adapters cannot be used (the playground leaves those out).
+    listed = {a["name"]: a for a in httpx.get(f"{base_url}/v1/models/shapes").json()["easel"][
+        "adapters"]}
+    assert listed["outline-bad"]["error"] == why
+    assert listed["late-bad"]["error"].startswith(FAILED.format("late-bad"))
+    assert "error" not in listed["outline"]

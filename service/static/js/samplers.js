@@ -28,10 +28,15 @@ function fill(select, options, emptyLabel) {
   if (options.some(([value]) => value === kept)) select.value = kept;
 }
 
+function usable(easel) {
+  return (easel.adapters || []).filter((a) => !a.error);
+}
+
 function refresh() {
   const easel = easelById.get(els.model.value) || {};
   fill(scheduler, (easel.schedulers || []).map((s) => [s, s]), "(the model's own)");
-  fill(lora, (easel.adapters || []).map((a) => [a.name,
+  // An adapter the workers failed to load carries `error`: offering it would only fail.
+  fill(lora, usable(easel).map((a) => [a.name,
     a.description ? `${a.name}: ${a.description}` : a.name]), '(none)');
   scheduler.disabled = scheduler.options.length < 2;
   lora.disabled = lora.options.length < 2;
@@ -52,7 +57,7 @@ export function samplerExtensions(model) {
   if (scheduler.value && (easel.schedulers || []).includes(scheduler.value)) {
     out.scheduler = scheduler.value;
   }
-  if (lora.value && (easel.adapters || []).some((a) => a.name === lora.value)) {
+  if (lora.value && usable(easel).some((a) => a.name === lora.value)) {
     const chosen = { name: lora.value };
     if (scale.value !== '') chosen.scale = Number(scale.value);
     const loras = [chosen];
