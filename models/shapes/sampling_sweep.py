@@ -1,6 +1,6 @@
 """Images per second against checker score, per sampler, step count and CPU precision.
 
-    python -m models.shapes.sampling_sweep --per-cell 10 --json docs/sampling-sweep.json
+    python -m models.shapes.sampling_sweep --per-cell 10 --json runs/sampling-sweep.json
 
 Every setting draws the same prompts and seeds (models.shapes.evaluate) from the same pipeline
 folder, so the pass rates compare samplers, not luck.  Speed is ms per image at batch 2 with
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from PIL import Image
 
 from core.rules import SCHEDULER_CLASSES
 from models.scoring import Scorer
-from models.shapes.evaluate import Generate, evaluate
+from models.shapes.evaluate import evaluate, time_per_image
 from models.shapes.scorer import SHIPPED
 from models.shapes.scorer_eval import report
 
@@ -38,14 +37,6 @@ def _precision(name: str) -> Iterator[None]:
             yield
     else:
         yield
-
-
-def _ms_per_image(generate: Generate, batch: int = 2, repeats: int = 3) -> float:
-    generate(["a red circle"] * batch, list(range(batch)))  # warm-up
-    t0 = time.perf_counter()
-    for r in range(repeats):
-        generate(["a blue square to the left of a red circle"] * batch, [r] * batch)
-    return (time.perf_counter() - t0) / (repeats * batch) * 1000
 
 
 def sweep(model: Path, settings: list[str], per_cell: int, guidance: float,
@@ -77,7 +68,7 @@ def sweep(model: Path, settings: list[str], per_cell: int, guidance: float,
             return list(out.images)
 
         result = evaluate(generate, per_cell, scorer=scorer)
-        ms = _ms_per_image(generate)
+        ms = time_per_image(generate, 2)
         base_ms = base_ms or ms
         for key in ("overall", "overall/seen", "overall/held-out", "pair/seen", "count/seen"):
             table[f"{setting} {key}"] = result[key]
