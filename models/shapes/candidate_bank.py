@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from models.scoring import candidate_seeds
 from models.shapes.checker import check, segment
@@ -32,8 +33,9 @@ BANK_SEED = 20261130  # prompts; never the evaluation's (models.shapes.evaluate.
 FIRST_IMAGE_SEED = 10_000_000
 
 
-def draws_held_out(image: object) -> bool:
-    return any((f.colour, f.shape) in HELD_OUT for f in segment(image))  # type: ignore[arg-type]
+def draws_held_out(image: Image.Image) -> bool:
+    """Whether the world's reader finds a held-out colour-shape pair in the picture."""
+    return any((f.colour, f.shape) in HELD_OUT for f in segment(image))
 
 
 def build(model: Path, prompts: int, best_of: int, steps: int, guidance: float,
