@@ -59,6 +59,11 @@ def run(settings: WorkerSettings) -> None:
     transformers.logging.set_verbosity_error()  # e.g. optional-torchvision notices, each start
     transformers.logging.disable_progress_bar()
     diffusers_logging.disable_progress_bar()
+    # Both libraries log through a stderr handler of their own: route them through ours, so
+    # their warnings (e.g. at a LoRA load) are lines of the worker's log format, JSON included.
+    for library in (transformers.logging, diffusers_logging):
+        library.disable_default_handler()
+        library.enable_propagation()
 
     from models.loading import Tuning, load_pipeline
 

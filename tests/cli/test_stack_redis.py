@@ -13,7 +13,7 @@ import pytest
 from redis import Redis
 from redis.exceptions import AuthenticationError, ResponseError
 
-from cli.stack import private_dir, redacted, start_redis
+from cli.private_redis import private_dir, redacted, start_redis
 from tests.support import stop
 
 
