@@ -9,12 +9,11 @@ again, so requests see the same models whichever process takes them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import RedisError
+from service.subscription import follow_channel
 
 log = logging.getLogger("easel.gateway")
 CHANNEL = "easel:gateways:catalog"
@@ -41,20 +40,11 @@ class CatalogSync:
         self.seen = generation
 
     async def run_forever(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                pubsub = self.redis.pubsub()
-                await pubsub.subscribe(CHANNEL)
-                delay = 0.2
-                # Announcements missed while away (or none yet: this start's catalog is current).
-                self._follow(int(await self.redis.get(GENERATION) or 0))
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._follow(int(message["data"]))
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError, ValueError) as exc:
-                log.debug("catalog announcements unavailable (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        async def catch_up() -> None:
+            # Announcements missed while away (or none yet: this start's catalog is current).
+            self._follow(int(await self.redis.get(GENERATION) or 0))
+
+        await follow_channel(
+            self.redis, CHANNEL, catch_up, lambda data: self._follow(int(data)),
+            lambda exc: log.debug("catalog announcements unavailable (%s); retrying", exc),
+            also_retry=(ValueError,))

@@ -17,6 +17,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from core.jobs import DONE_CHANNEL, Outcome, outcome_key
+from service.subscription import follow_channel
 
 log = logging.getLogger("easel.gateway")
 
@@ -42,23 +43,13 @@ class CompletionWaiter:
                 await self._task
 
     async def _listen(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                pubsub = self.redis.pubsub()
-                await pubsub.subscribe(DONE_CHANNEL)
-                delay = 0.2
-                self._wake_all()  # messages may have been lost while we were away
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._wake(message["data"].decode() if isinstance(message["data"], bytes)
-                                   else str(message["data"]))
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("pub/sub connection lost (%s); reconnecting", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        async def catch_up() -> None:
+            self._wake_all()  # messages may have been lost while we were away
+
+        await follow_channel(
+            self.redis, DONE_CHANNEL, catch_up,
+            lambda data: self._wake(data.decode() if isinstance(data, bytes) else str(data)),
+            lambda exc: log.warning("pub/sub connection lost (%s); reconnecting", exc))
 
     def _wake(self, job_id: str) -> None:
         for fut in self._futures.get(job_id, ()):
