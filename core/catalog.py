@@ -45,6 +45,10 @@ class PipelineSpec:
     # here is how many candidates an image gets by default (core.rules.QUALITY_BEST_OF).
     scorer: str = ""
     best_of: int = 1
+    # The share of a call's denoising steps, from the first, that use classifier-free guidance;
+    # the rest run the conditional branch alone at half the cost.  Guidance matters most while
+    # the picture's layout forms (models/shapes/MODEL_CARD.md measures it).  1: every step.
+    guided_fraction: float = 1.0
 
     @property
     def images_used(self) -> int:
@@ -128,7 +132,8 @@ class CatalogError(ValueError):
 PIPELINE_KEYS: dict[str, type] = {"path": str, "native_size": int, "steps": int,
                                   "guidance": float, "max_steps": int, "strength": float,
                                   "transparency": str, "config": str, "schedulers": list,
-                                  "reference_images": int, "scorer": str, "best_of": int}
+                                  "reference_images": int, "scorer": str, "best_of": int,
+                                  "guided_fraction": float}
 MODEL_KEYS: dict[str, type] = {"id": str, "pipeline": str, "family": str, "description": str,
                                "created": int}
 TRANSPARENCY = ("", "white-key")
@@ -159,6 +164,8 @@ def _pipeline(name: str, raw: dict[str, Any], base: Path | None, where: str,
                       f"image) to {MAX_REFERENCE_IMAGES}, not {spec.reference_images}")
     if not 1 <= spec.best_of <= MAX_BEST_OF:
         errors.append(f"{where}: best_of must be 1 to {MAX_BEST_OF}, not {spec.best_of}")
+    if not 0 < spec.guided_fraction <= 1:
+        errors.append(f"{where}: guided_fraction must be in (0, 1], not {spec.guided_fraction}")
     if spec.best_of > 1 and not spec.scorer:
         errors.append(f"{where}: best_of {spec.best_of} needs a scorer to rank the candidates "
                       "(set scorer, or best_of = 1)")

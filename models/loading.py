@@ -251,6 +251,11 @@ def load_pipeline(spec: PipelineSpec, device: str = "cpu", dtype: str = "float32
                "catalog entry" if family.references else
                "edits from one image (image-to-image, inpainting): remove reference_images "
                "from its catalog entry"))
+    if spec.guided_fraction < 1 and not family.can_end_guidance(pipe):
+        raise CheckpointError(
+            f"pipeline {spec.name}: {type(pipe).__name__} cannot end classifier-free guidance "
+            "part-way (only SD 1.x/2.x and SDXL pipelines can): remove guided_fraction from its "
+            "catalog entry")
     log.info("loaded pipeline %s (%s) from %s in %.2fs", spec.name, family.name, source, seconds)
     tuning = tuning or Tuning()
     loaded = LoadedPipeline(spec, pipe, seconds, family,

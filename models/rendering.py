@@ -9,13 +9,13 @@ came from.  Family differences (SD 1.x/2.x, SDXL, SD3, FLUX) live in `models.fam
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
 
 from core.rules import REFERENCE_SCALE, Fidelity, edit_strength
 from models.loading import LoadedPipeline
+from models.step_callbacks import Lead, OnPartial, step_kwargs
 
 
 def render_dims(width: int, height: int, native: int, multiple: int = 8) -> tuple[int, int]:
@@ -34,51 +34,6 @@ def _generators(seeds: list[int], device: str) -> list[Any]:
 
     # One generator per image: an image's pixels depend on its seed only, batched or not.
     return [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-
-
-OnPartial = Callable[[int, Image.Image], None]
-
-
-def preview_steps(steps: int, partials: int) -> list[int]:
-    """The 0-based steps after which a preview is decoded: evenly spaced, never the same step
-    twice, so `partials` previews come even when there are barely more steps than that."""
-    at: list[int] = []
-    for k in range(1, partials + 1):
-        step = max(0, round(k * steps / (partials + 1)) - 1, at[-1] + 1 if at else 0)
-        if step < steps:
-            at.append(step)
-    return at
-
-
-# Picks which of a call's images a preview shows (best-of-k: the candidate leading so far).
-Lead = Callable[[list[Image.Image]], int]
-
-
-def _preview_kwargs(loaded: LoadedPipeline, steps: int, partials: int,
-                    on_partial: OnPartial | None, width: int, height: int,
-                    render: tuple[int, int], lead: Lead | None = None) -> dict[str, Any]:
-    """A step callback that decodes the first image's latents at evenly spaced steps, so a
-    streaming client sees the picture sharpen (`partial_images` previews, 0-based).  With
-    `lead`, every image of the call is decoded and the one `lead` picks is shown.
-
-    `width`/`height`: the size previews are sent at; `render`: the size the pipeline renders."""
-    if not partials or on_partial is None:
-        return {}
-    at = preview_steps(steps, partials)
-    sent = 0
-
-    def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        nonlocal sent
-        if step in at and sent < partials:
-            latents = kwargs["latents"] if lead else kwargs["latents"][:1]
-            decoded = loaded.family.decode(pipe, latents, *render)
-            shown = pipe.image_processor.postprocess(decoded, output_type="pil")
-            preview = shown[lead(shown)] if lead else shown[0]
-            on_partial(sent, preview.resize((width, height), Image.Resampling.LANCZOS))
-            sent += 1
-        return kwargs
-
-    return {"callback_on_step_end": callback, "callback_on_step_end_tensor_inputs": ["latents"]}
 
 
 def fit_all(images: list[Image.Image], width: int, height: int) -> list[Image.Image]:
@@ -112,8 +67,8 @@ def generate_prompts(loaded: LoadedPipeline, prompts: list[str], negative_prompt
             **_prompts(loaded, prompts, negative_prompt),
             num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,
             generator=_generators(seeds, "cpu"), output_type="pil",
-            **_preview_kwargs(loaded, steps, partials, on_partial, width, height, (w, h),
-                              lead))
+            **step_kwargs(loaded, loaded.text2img, steps, guidance, partials, on_partial, width,
+                          height, (w, h), lead))
     return fit_all(list(out.images), width, height) if fit else list(out.images)
 
 
@@ -185,12 +140,12 @@ def edit(loaded: LoadedPipeline, prompt: str, negative_prompt: str | None, seeds
     # Any partly transparent pixel joins the area the pipeline redraws (max-pool the weight).
     small = weight.resize((w, h), Image.Resampling.BOX).point(lambda a: 255 if a > 8 else 0)
     steps = _img2img_steps(steps, strength)
-    previews = _preview_kwargs(loaded, max(1, int(steps * strength)), partials, on_partial,
-                               width, height, (w, h))  # over the steps that actually run
+    callbacks = step_kwargs(loaded, loaded.inpaint, max(1, int(steps * strength)), guidance,
+                            partials, on_partial, width, height, (w, h))  # steps that run
     with loaded.running():
         out = loaded.inpaint(image=flat.resize((w, h), Image.Resampling.LANCZOS),
                              mask_image=small, width=w, height=h, strength=strength,
-                             num_inference_steps=steps, **common, **previews)
+                             num_inference_steps=steps, **common, **callbacks)
     return _paste_back(fit_all(list(out.images), width, height), flat, weight)
 
 
@@ -203,11 +158,12 @@ def _img2img(loaded: LoadedPipeline, flat: Image.Image, w: int, h: int, steps: i
     source = flat.resize((w, h), Image.Resampling.LANCZOS)
     size = {"width": w, "height": h} if loaded.family.img2img_size else {}
     steps = _img2img_steps(steps, strength)
-    previews = _preview_kwargs(loaded, max(1, int(steps * strength)), partials, on_partial,
-                               width, height, (w, h))  # over the steps that actually run
+    callbacks = step_kwargs(loaded, loaded.img2img, max(1, int(steps * strength)),
+                            common["guidance_scale"], partials, on_partial, width, height,
+                            (w, h))  # over the steps that actually run
     with loaded.running():
         out = loaded.img2img(image=[source] * n, strength=strength, num_inference_steps=steps,
-                             **size, **common, **previews)
+                             **size, **common, **callbacks)
     return fit_all(list(out.images), width, height)
 
 
@@ -248,7 +204,8 @@ def with_references(loaded: LoadedPipeline, prompt: str, negative_prompt: str | 
             image=refs, **_prompts(loaded, [prompt] * n, negative_prompt),
             num_inference_steps=steps, guidance_scale=guidance, width=w, height=h,
             generator=_generators(seeds, "cpu"), output_type="pil",
-            **_preview_kwargs(loaded, steps, partials, on_partial, width, height, (w, h)))
+            **step_kwargs(loaded, loaded.text2img, steps, guidance, partials, on_partial, width,
+                          height, (w, h)))
     drawn = fit_all(list(out.images), width, height)
     weight = edit_weight(images[0], mask)
     low, high = weight.getextrema()

@@ -16,6 +16,7 @@ from PIL import Image
 from models import rendering
 from models.loading import LoadedPipeline
 from models.scoring import best_indices, candidate_seeds
+from models.step_callbacks import Lead, OnPartial
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Drawn:
     scores: list[float] | None  # the scorer's similarity of each to the prompt (ranked asks)
 
 
-def _lead(loaded: LoadedPipeline, prompt: str) -> rendering.Lead:
+def _lead(loaded: LoadedPipeline, prompt: str) -> Lead:
     """For previews of a ranked stream: the candidate the scorer likes best so far."""
     def lead(previews: list[Image.Image]) -> int:
         scores = loaded.scorer.score(previews, [prompt] * len(previews))
@@ -45,7 +46,7 @@ def _lead(loaded: LoadedPipeline, prompt: str) -> rendering.Lead:
 
 def generate_best(loaded: LoadedPipeline, asks: list[Ask], negative_prompt: str | None,
                   steps: int, guidance: float, width: int, height: int, partials: int = 0,
-                  on_partial: rendering.OnPartial | None = None) -> list[Drawn]:
+                  on_partial: OnPartial | None = None) -> list[Drawn]:
     """Every ask's images, each the best of its `best_of` candidates, from one pipeline call."""
     ranked = any(a.best_of > 1 for a in asks)
     if ranked and loaded.scorer is None:

@@ -28,6 +28,20 @@ class ModelFamily:
     # Edits and variations condition on a list of reference images (the text-to-image call's
     # `image`), not image-to-image or inpainting: FLUX.2.
     references: bool = False
+    # The step-callback tensors whose batch classifier-free guidance doubles (unconditional
+    # half first): halved when a pipeline's `guided_fraction` ends guidance part-way.
+    # () where guidance cannot end part-way (FLUX has none to end; SD3's image-to-image does
+    # not hand over its pooled embeddings).
+    guided_tensors: tuple[str, ...] = ()
+
+    def doubled_tensors(self, pipe: Any) -> list[str]:
+        """Of `guided_tensors`, those this pipeline class hands to its step callback."""
+        offered = set(getattr(pipe, "_callback_tensor_inputs", ()))
+        return [name for name in self.guided_tensors if name in offered]
+
+    def can_end_guidance(self, pipe: Any) -> bool:
+        """Whether guidance can end part-way through a call of `pipe`."""
+        return "prompt_embeds" in self.doubled_tensors(pipe)
 
     def size_multiple(self, pipe: Any) -> int:
         """Render sizes must be multiples of this: the VAE's downsampling times the latent
@@ -85,8 +99,12 @@ class Flux2Family(ModelFamily):
             return pipe.vae.decode(spatial.to(pipe.vae.dtype)).sample
 
 
-SD = ModelFamily("sd", ("StableDiffusionPipeline",))  # SD 1.x and 2.x
-SDXL = ModelFamily("sdxl", ("StableDiffusionXLPipeline",), upcast_vae=True)
+# Inpainting pipelines double their mask and masked-image latents too.
+SD = ModelFamily("sd", ("StableDiffusionPipeline",),  # SD 1.x and 2.x
+                 guided_tensors=("prompt_embeds", "mask", "masked_image_latents"))
+SDXL = ModelFamily("sdxl", ("StableDiffusionXLPipeline",), upcast_vae=True,
+                   guided_tensors=("prompt_embeds", "add_text_embeds", "add_time_ids", "mask",
+                                   "masked_image_latents"))
 SD3 = ModelFamily("sd3", ("StableDiffusion3Pipeline",), img2img_size=True)
 # FLUX's guidance_scale is an embedded (distilled) guidance, not classifier-free guidance: a
 # negative prompt would need `true_cfg_scale` and twice the compute, so it is not passed.

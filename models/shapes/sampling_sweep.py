@@ -6,66 +6,54 @@ Every setting draws the same prompts and seeds (models.shapes.evaluate) from the
 folder, so the pass rates compare samplers, not luck.  Speed is ms per image at batch 2 with
 guidance (what a default `best_of` 2 request draws) on `--threads` torch threads; the ratio
 column is the speed-up over the first setting, measured in this run.  `bf16` runs the pipeline
-under CPU bfloat16 autocast (fast where the CPU has avx512_bf16 or AMX; weights stay fp32).
+under CPU bfloat16 autocast (fast where the CPU has avx512_bf16 or AMX, many times slower where
+it has not; weights stay fp32); `auto` does what a CPU worker does (bf16 where it is native).
+A fifth field is the pipeline's `guided_fraction`: guidance only in the first share of steps.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 
-from core.rules import SCHEDULER_CLASSES
+from core.catalog import PipelineSpec
+from models import rendering
+from models.loading import LoadedPipeline
 from models.scoring import Scorer
 from models.shapes.evaluate import evaluate, time_per_image
 from models.shapes.scorer import SHIPPED
 from models.shapes.scorer_eval import report
 
-DEFAULT_SETTINGS = ("fp32:own:20,bf16:own:20,bf16:own:14,bf16:dpm++2m-karras:14,"
-                    "bf16:unipc:14,bf16:own:10")
-
-
-@contextlib.contextmanager
-def _precision(name: str) -> Iterator[None]:
-    import torch
-
-    if name == "bf16":
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            yield
-    else:
-        yield
+DEFAULT_SETTINGS = ("fp32:own:20,auto:own:20,auto:own:20:5:0.6,auto:own:16:5:0.6,auto:own:14,"
+                    "auto:dpm++2m-karras:14")
 
 
 def sweep(model: Path, settings: list[str], per_cell: int, guidance: float,
           scorer: Scorer) -> dict[str, float]:
-    import diffusers
-    import torch
-    from diffusers import AutoPipelineForText2Image
+    """Each setting renders through models.rendering, the worker's own path, from a pipeline
+    loaded as the worker loads it."""
+    from models.loading import cpu_has_bf16, load_pipeline
 
-    pipe = AutoPipelineForText2Image.from_pretrained(str(model.resolve()), dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    own = pipe.scheduler
+    base = load_pipeline(PipelineSpec(name="shapes", path=str(model.resolve()), native_size=64))
     table: dict[str, float] = {}
     base_ms = 0.0
     for setting in settings:
-        precision, sampler, steps, *scale = setting.split(":")
-        cfg = float(scale[0]) if scale else guidance
-        if sampler == "own":
-            pipe.scheduler = own
-        else:
-            class_name, overrides = SCHEDULER_CLASSES[sampler]  # type: ignore[index]
-            pipe.scheduler = getattr(diffusers, class_name).from_config(own.config, **overrides)
+        precision, sampler, steps, *rest = setting.split(":")
+        cfg = float(rest[0]) if rest else guidance
+        fraction = float(rest[1]) if len(rest) > 1 else 1.0
+        autocast = cpu_has_bf16() if precision == "auto" else precision == "bf16"
+        loaded = replace(base, autocast=autocast,
+                         spec=replace(base.spec, guided_fraction=fraction))
 
-        def generate(prompts: list[str], seeds: list[int], precision: str = precision,
-                     steps: int = int(steps), cfg: float = cfg) -> list[Image.Image]:
-            gens = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-            with _precision(precision):
-                out = pipe(prompts, num_inference_steps=steps, guidance_scale=cfg,
-                           generator=gens)
-            return list(out.images)
+        def generate(prompts: list[str], seeds: list[int], loaded: LoadedPipeline = loaded,
+                     sampler: str = sampler, steps: int = int(steps),
+                     cfg: float = cfg) -> list[Image.Image]:
+            with loaded.use_scheduler(None if sampler == "own" else sampler):
+                return rendering.generate_prompts(loaded, prompts, None, seeds, steps, cfg,
+                                                  64, 64)
 
         result = evaluate(generate, per_cell, scorer=scorer)
         ms = time_per_image(generate, 2)
@@ -84,8 +72,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", type=Path, default=Path(__file__).parent / "weights")
     p.add_argument("--settings", default=DEFAULT_SETTINGS,
-                   help="comma-separated precision:sampler:steps[:guidance] (sampler: own or "
-                        "a core.rules.SCHEDULERS name; guidance: --guidance when left out)")
+                   help="comma-separated precision:sampler:steps[:guidance[:guided_fraction]] "
+                        "(sampler: own or a core.rules.SCHEDULERS name; guidance: --guidance "
+                        "when left out; guided_fraction: the catalog key, 1 when left out)")
     p.add_argument("--per-cell", type=int, default=10)
     p.add_argument("--guidance", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=1)

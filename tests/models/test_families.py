@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from core.catalog import PipelineSpec, load_catalog
-from models import rendering
+from models import rendering, step_callbacks
 from models.families import loader_kwargs
 from models.loading import LoadedPipeline, load_pipeline
 
@@ -290,10 +290,10 @@ def test_preview_decode_upcasts_the_sdxl_vae_and_uses_latent_statistics() -> Non
 
 
 def test_preview_steps() -> None:
-    assert rendering.preview_steps(20, 3) == [4, 9, 14]  # evenly spaced, as before
-    assert rendering.preview_steps(4, 3) == [0, 1, 2]
-    assert rendering.preview_steps(2, 2) == [0, 1]  # no two previews of the same step
-    assert rendering.preview_steps(1, 3) == [0]
+    assert step_callbacks.preview_steps(20, 3) == [4, 9, 14]  # evenly spaced, as before
+    assert step_callbacks.preview_steps(4, 3) == [0, 1, 2]
+    assert step_callbacks.preview_steps(2, 2) == [0, 1]  # no two previews of the same step
+    assert step_callbacks.preview_steps(1, 3) == [0]
 
 
 def test_the_embedded_model_is_stable_diffusion() -> None:
