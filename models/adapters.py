@@ -3,8 +3,9 @@
 diffusers' `load_lora_weights(file, adapter_name=...)` injects an adapter's low-rank layers into
 the pipeline's denoiser (and text encoder, when the file has layers for it); `set_adapters` picks
 which ones a call uses, at which scales, without touching the base weights, and `disable_lora`
-renders with the base weights alone.  Loaded adapters are kept least-recently-used first out
-within a memory budget, so a catalog of many adapters costs only the ones in use.
+renders with the base weights alone (while no adapter is in use, peft's wrappers are also taken
+out of the modules: models/lora_bypass.py).  Loaded adapters are kept least-recently-used first
+out within a memory budget, so a catalog of many adapters costs only the ones in use.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.adapters import AdapterSpec
+from models.lora_bypass import LoraBypass
 
 log = logging.getLogger("easel.models")
 
@@ -41,6 +43,7 @@ class AdapterCache:
         self.failed: dict[str, str] = {}
         # What the next call renders with; None: unknown (a load or switch failed midway).
         self.active: tuple[tuple[str, float], ...] | None = ()
+        self.bypass = LoraBypass(pipe)  # restored before every adapter operation of diffusers
 
     def bytes(self) -> int:
         return sum(self.resident.values())
@@ -70,6 +73,7 @@ class AdapterCache:
             raise AdapterError(f"adapter {name!r} is not in the catalog for this pipeline")
         if name in self.failed:
             raise AdapterError(self.failed[name])
+        self.bypass.restore()
         try:
             path = self.resolve(spec.path)
             with warnings.catch_warnings():  # peft warns of every second adapter: intended here
@@ -97,6 +101,7 @@ class AdapterCache:
             if not self.budget or self.bytes() <= self.budget:
                 return
             if name not in keep:
+                self.bypass.restore()
                 self.pipe.delete_adapters(name)
                 del self.resident[name]
                 log.info("unloaded adapter %s (least recently used)", name)
@@ -109,9 +114,12 @@ class AdapterCache:
         self.active = None
         if not chosen:
             if self.resident:
+                self.bypass.restore()
                 self.pipe.disable_lora()
+                self.bypass.bypass()  # the base layers alone, without the wrappers' overhead
             self.active = ()
             return
+        self.bypass.restore()
         for name, _ in chosen:
             if name not in self.resident:
                 self._load(name)

@@ -51,6 +51,26 @@ def test_switching_adapters_changes_the_picture_and_back_exactly(
     assert np.abs(base - half).mean() > 1 and np.abs(outlined - half).mean() > 1
 
 
+def _wrappers(loaded: LoadedPipeline) -> int:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return sum(isinstance(m, BaseTunerLayer) for m in loaded.text2img.unet.modules())
+
+
+def test_no_adapter_in_use_renders_without_the_wrappers(shapes: LoadedPipeline) -> None:
+    """While no adapter is in use the base layers run bare (peft's per-layer overhead gone),
+    with exactly the pixels of a pipeline that never loaded one; an adapter brings them back."""
+    plain = load_pipeline(CATALOG.pipelines["shapes"])
+    never = _render(plain, ())
+    outlined = _render(shapes, (("outline", 1.0),))
+    wrapped = _wrappers(shapes)
+    assert wrapped > 50
+    assert (_render(shapes, ()) == never).all()
+    assert _wrappers(shapes) == 0
+    assert (_render(shapes, (("outline", 1.0),)) == outlined).all()
+    assert _wrappers(shapes) == wrapped
+
+
 def test_unknown_adapters_are_refused(shapes: LoadedPipeline) -> None:
     with pytest.raises(AdapterError, match="'nope' is not in the catalog"):
         _render(shapes, (("nope", 1.0),))
