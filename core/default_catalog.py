@@ -7,7 +7,7 @@ DEFAULT_CATALOG_TOML = """
 [pipelines.shapes]
 path = "embedded:shapes"
 native_size = 64
-# Every step guided: ending guidance after 60% of 16 steps is 1.4x faster but draws held-out
+# Every step guided: ending guidance after 60% of 16 steps is 1.25x faster but draws held-out
 # colour-shape pairs less often (0.60 vs 0.66 through the API; docs/benchmarks.md).
 steps = 20
 guidance = 5.0

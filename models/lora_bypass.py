@@ -24,10 +24,6 @@ class LoraBypass:
         # (parent module, attribute, wrapper) of every wrapper taken out: restored in reverse.
         self._taken: list[tuple[Any, str, Any]] = []
 
-    @property
-    def bypassed(self) -> bool:
-        return bool(self._taken)
-
     def bypass(self) -> None:
         """Replace every LoRA wrapper by its base layer (nothing when already bypassed)."""
         if self._taken:
