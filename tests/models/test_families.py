@@ -133,14 +133,19 @@ def _build(family: str, folder: Path) -> Any:
         scheduler=d.FlowMatchEulerDiscreteScheduler())
 
 
+def pipeline_folder(family: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny pipeline of `family` saved in the diffusers layout."""
+    folder = tmp_path_factory.mktemp(family)
+    _build(family, folder).save_pretrained(folder / "pipeline")
+    return folder / "pipeline"
+
+
 @pytest.fixture(scope="module", params=FAMILIES)
 def loaded(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> LoadedPipeline:
     family: str = request.param
-    folder = tmp_path_factory.mktemp(family)
-    _build(family, folder).save_pretrained(folder / "pipeline")
-    spec = PipelineSpec(name=family, path=str(folder / "pipeline"), native_size=NATIVE, steps=2,
-                        guidance=3.5)
+    spec = PipelineSpec(name=family, path=str(pipeline_folder(family, tmp_path_factory)),
+                        native_size=NATIVE, steps=2, guidance=3.5)
     return load_pipeline(spec)
 
 

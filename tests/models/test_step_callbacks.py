@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ from models import rendering
 from models.checks import CheckpointError
 from models.loading import LoadedPipeline, load_pipeline
 from models.step_callbacks import guided_steps
-from tests.models.test_families import NATIVE, _build, _picture
+from tests.models.test_families import NATIVE, _picture, pipeline_folder
 
 
 def test_guided_steps_are_the_first_fraction_and_at_least_one() -> None:
@@ -26,17 +25,12 @@ def test_guided_steps_are_the_first_fraction_and_at_least_one() -> None:
     assert guided_steps(3, 0.1) == 1
 
 
-def _folder(family: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp(family)
-    _build(family, folder).save_pretrained(folder / "pipeline")
-    return folder / "pipeline"
-
-
 @pytest.fixture(scope="module", params=["sd", "sdxl"])
 def loaded(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> LoadedPipeline:
-    spec = PipelineSpec(name=request.param, path=str(_folder(request.param, tmp_path_factory)),
-                        native_size=NATIVE, steps=4, guidance=3.5, guided_fraction=0.5)
+    folder = pipeline_folder(request.param, tmp_path_factory)
+    spec = PipelineSpec(name=request.param, path=str(folder), native_size=NATIVE, steps=4,
+                        guidance=3.5, guided_fraction=0.5)
     return load_pipeline(spec)
 
 
@@ -93,7 +87,7 @@ def test_no_guidance_no_change(loaded: LoadedPipeline, batches: list[int]) -> No
 @pytest.mark.parametrize("family", ["sd3", "flux"])
 def test_families_that_cannot_end_guidance_refuse_it(
         family: str, tmp_path_factory: pytest.TempPathFactory) -> None:
-    spec: Any = PipelineSpec(name=family, path=str(_folder(family, tmp_path_factory)),
+    spec: Any = PipelineSpec(name=family, path=str(pipeline_folder(family, tmp_path_factory)),
                              native_size=NATIVE, steps=2, guided_fraction=0.6)
     with pytest.raises(CheckpointError, match="guided_fraction"):
         load_pipeline(spec)
