@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,7 +109,26 @@ class SeaweedS3:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def log(self) -> Path:
+        return self.dir / "weed.log"
+
     def start(self) -> SeaweedS3:
+        """Start and wait until the S3 endpoint answers HTTP. The first start picks its ports
+        from free_port(), so a parallel test can take one before weed binds it: weed then exits,
+        and the start is tried again on fresh ports; a restart keeps its ports (chaos runs)."""
+        tries = 1 if self.ports else 3
+        for attempt in range(tries):
+            if attempt:
+                self.port, self.ports = free_port(), {}
+            try:
+                return self._start_once()
+            except RuntimeError:
+                if attempt == tries - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> SeaweedS3:
         self.dir.mkdir(parents=True, exist_ok=True)
         config = self.dir / "s3.json"
         config.write_text(json.dumps({"identities": [{
@@ -120,18 +140,40 @@ class SeaweedS3:
             self.ports = {k: free_port() for k in ("master", "mgrpc", "volume", "vgrpc", "filer",
                                                    "fgrpc", "s3grpc")}
         ports = self.ports
-        self.proc = subprocess.Popen(
-            [weed, "server", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.dir}",
-             f"-master.port={ports['master']}", f"-master.port.grpc={ports['mgrpc']}",
-             f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['vgrpc']}",
-             f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['fgrpc']}",
-             f"-s3.port={self.port}", f"-s3.port.grpc={ports['s3grpc']}",
-             f"-s3.config={config}", "-master.volumeSizeLimitMB=64", "-volume.max=8",
-             # Off: they default to fixed ports (8181, 9101) that parallel servers would share.
-             "-s3.port.iceberg=0", "-s3.port.lance=0", *self.extra_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port, timeout=60, proc=self.proc)
+        with self.log.open("ab") as log:  # kept: a failed start says why (tail())
+            self.proc = subprocess.Popen(
+                [weed, "server", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.dir}",
+                 f"-master.port={ports['master']}", f"-master.port.grpc={ports['mgrpc']}",
+                 f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['vgrpc']}",
+                 f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['fgrpc']}",
+                 f"-s3.port={self.port}", f"-s3.port.grpc={ports['s3grpc']}",
+                 f"-s3.config={config}", "-master.volumeSizeLimitMB=64", "-volume.max=8",
+                 # Off: they default to fixed ports (8181, 9101) that parallel servers would share.
+                 "-s3.port.iceberg=0", "-s3.port.lance=0", *self.extra_args],
+                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_port(self.port, timeout=60, proc=self.proc)
+            wait_until(self._answers, timeout=60, what="SeaweedFS's S3 endpoint to answer")
+        except (TimeoutError, RuntimeError, AssertionError) as e:
+            stop(self.proc, timeout=3)
+            raise RuntimeError(f"SeaweedFS did not start: {e}\n{self.tail()}") from e
         return self
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"weed exited with {self.proc.returncode}")
+        try:
+            urllib.request.urlopen(self.endpoint, timeout=2).close()
+        except urllib.error.HTTPError:
+            return True  # an S3 error document (unsigned request): the gateway serves
+        except OSError:
+            return False
+        return True
+
+    def tail(self, lines: int = 30) -> str:
+        """The end of weed's own log, for a failure message."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def env(self, bucket: str) -> dict[str, str]:
         return {"EASEL_STORAGE": "s3", "EASEL_S3_BUCKET": bucket,

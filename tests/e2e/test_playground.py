@@ -511,18 +511,17 @@ def test_docs_screenshot(browser: Browser, stack: Stack) -> None:
     page.click("details.advanced summary")
     page.get_by_test_id("seed").fill(os.environ.get("EASEL_DOCS_SEED", "13"))
     page.get_by_test_id("generate").click()
-    expect(page.get_by_test_id("result-image")).to_have_count(3, timeout=RENDER_MS)
+    expect(page.get_by_test_id("result-image")).to_have_count(3)
     page.get_by_test_id("prompt").fill("a purple circle above a cyan triangle")
     page.fill("#n", "1")
     page.get_by_test_id("seed").fill("")
     page.get_by_test_id("generate").click()
-    page.wait_for_function("() => window.__events.some(e => !e.endsWith('.partial_image'))",
-                           timeout=RENDER_MS)
+    page.wait_for_function("() => window.__events.some(e => !e.endsWith('.partial_image'))")
     page.evaluate("document.querySelector('details.advanced').open = false")
     page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
     page.screenshot(path=str(ROOT / "docs" / "playground.png"))
     page.evaluate("window.__release()")
-    expect(page.get_by_test_id("result-image")).to_have_count(4, timeout=RENDER_MS)
+    expect(page.get_by_test_id("result-image")).to_have_count(4)
     page.context.close()
     assert errors == []
 

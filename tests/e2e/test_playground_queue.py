@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, Route, expect
 
 from tests.conftest import Stack
-from tests.e2e.test_playground import PHONE, RENDER_MS, generate, open_page, shot
+from tests.e2e.test_playground import PHONE, generate, open_page, shot
 from tests.e2e.test_playground_keep import LAPTOP_900, close, png
 from tests.support import Gateway, RedisServer, base_env, start_worker, stop, wait_ready
 
@@ -254,11 +254,10 @@ def test_killed_worker_shows_its_state_and_the_request_finishes(
     page.get_by_test_id("generate").click()
     card = page.get_by_test_id("pending")
     state = card.get_by_role("status")
-    expect(state).to_contain_text("preview 1/3", timeout=RENDER_MS)
+    expect(state).to_contain_text("preview 1/3")
     workers[0].kill()  # SIGKILL: no goodbye, its heartbeat just stops
     first = page.locator(".pending[data-request='1']")
-    expect(first.get_by_role("status")).to_contain_text("waiting for a worker",
-                                                        timeout=RENDER_MS)
+    expect(first.get_by_role("status")).to_contain_text("waiting for a worker")
     expect(first.get_by_test_id("card-hint")).to_contain_text("No worker serves easel-shapes")
     expect(first.get_by_test_id("elapsed")).to_have_text(re.compile(r"\d+ s"))
     # Meanwhile a batch (not streamed: a background job) waits in the real queue, behind it.
@@ -269,7 +268,7 @@ def test_killed_worker_shows_its_state_and_the_request_finishes(
     expect(second.get_by_role("status")).to_have_text(
         re.compile(r"Generating #2: queued, (next|1 ahead)"))
     workers.append(start_worker(env, "lonely-worker-2"))
-    expect(page.get_by_test_id("result-image")).to_have_count(3, timeout=RENDER_MS)
+    expect(page.get_by_test_id("result-image")).to_have_count(3)
     expect(card).to_have_count(0)
     expect(page.get_by_test_id("error")).to_be_hidden()
     said = page.evaluate("window.__said")

@@ -34,9 +34,9 @@ def _storage(s3: SeaweedS3, bucket: str, ttl: int = 3600) -> S3Storage:
         try:
             storage.ensure_bucket()
             return storage
-        except Exception:
+        except Exception as e:
             if time.time() > deadline:
-                raise
+                raise AssertionError(f"bucket not made: {e}\n{s3.tail()}") from e
             time.sleep(0.5)
 
 
