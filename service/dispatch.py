@@ -89,8 +89,8 @@ class Dispatcher:
     async def _check_worker(self, queue_name: str, model: str) -> None:
         workers, broken = await run_in_threadpool(self.queue.serving, queue_name)
         if workers == 0:
-            failures = await run_in_threadpool(self.queue.load_failures)
-            failures.update(await run_in_threadpool(self.queue.unloaded))
+            fleet = await run_in_threadpool(self.queue.fleet)
+            failures = {**fleet.load_failures(), **fleet.unloaded()}
             pipeline = queue_name.removeprefix("easel:")
             if pipeline in failures:  # waiting will not fix this: say what will
                 raise unavailable(f"Model '{model}' is unavailable: {failures[pipeline]}",

@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 from core.catalog import Catalog
 from core.reaping import REAPED_KEY
 from core.telemetry import SECONDS_BUCKETS, build_labels, read_counters
+from service.queue import workers_per_pipeline
 
 log = logging.getLogger("easel.gateway")
 LATENCY_BUCKETS = SECONDS_BUCKETS
@@ -70,7 +71,7 @@ class QueueCollector(Collector):
         starts = CounterMetricFamily("easel_worker_starts", "Worker process starts, by "
                                      "configured worker name", labels=["worker"])
         try:
-            alive = self.queue.workers_per_pipeline(self.catalog)
+            alive = workers_per_pipeline(self.queue.fleet(), self.catalog)
             for spec in self.catalog.pipelines.values():
                 depth.add_metric([spec.name], self.queue.depth(spec.queue))
                 workers.add_metric([spec.name], alive[spec.name])

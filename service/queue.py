@@ -60,27 +60,14 @@ class JobQueue:
     def depth(self, queue_name: str) -> int:
         return int(self.queue(queue_name).count)
 
+    def fleet(self) -> liveness.Fleet:
+        """One read of the workers' heartbeats, for every question a caller asks of them."""
+        return liveness.Fleet.read(self.redis)
+
     def serving(self, queue_name: str) -> tuple[int, dict[str, str]]:
         """Live workers of the queue, and its pipeline's adapters none of them could load ->
-        why (core.liveness.serving), from one read of the heartbeats."""
-        return liveness.serving(self.redis, queue_name, queue_name.removeprefix("easel:"))
-
-    def adapter_failures(self) -> dict[str, dict[str, str]]:
-        """Pipeline -> adapter -> why it failed to load on a live worker (core.liveness)."""
-        return liveness.adapter_failures(self.redis)
-
-    def load_failures(self) -> dict[str, str]:
-        """Pipelines a live worker failed to load -> why (core.liveness)."""
-        return liveness.load_failures(self.redis)
-
-    def unloaded(self) -> dict[str, str]:
-        """Pipelines unloaded through the admin API that no worker serves -> why."""
-        return liveness.unloaded_pipelines(self.redis)
-
-    def workers_per_pipeline(self, catalog: Catalog) -> dict[str, int]:
-        """Live workers of every pipeline in the catalog, from one read of the heartbeats."""
-        counts = liveness.live_counts(self.redis, [p.queue for p in catalog.pipelines.values()])
-        return {p.name: counts[p.queue] for p in catalog.pipelines.values()}
+        why (core.liveness.Fleet.serving)."""
+        return self.fleet().serving(queue_name, queue_name.removeprefix("easel:"))
 
     def exists(self, job_id: str) -> bool:
         """Whether RQ still knows this job (queued, started, scheduled or finished)."""
@@ -105,3 +92,9 @@ class JobQueue:
 
         Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer).cancel()
         return True
+
+
+def workers_per_pipeline(fleet: liveness.Fleet, catalog: Catalog) -> dict[str, int]:
+    """Live workers of every pipeline in the catalog."""
+    counts = fleet.counts([p.queue for p in catalog.pipelines.values()])
+    return {p.name: counts[p.queue] for p in catalog.pipelines.values()}

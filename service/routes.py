@@ -16,12 +16,14 @@ from starlette.concurrency import run_in_threadpool
 from core.catalog import Catalog, ModelSpec
 from core.errors import OpenAIError, model_not_found
 from core.jobs import is_result_key
+from core.liveness import Fleet
 from core.rules import MAX_BEST_OF, Operation
 from core.storage import LocalStorage, StorageError
 from service.auth import require_key
 from service.bodies import is_json, read_json
 from service.hosts import public_base
 from service.job_routes import submit_json, submit_upload, wants_async
+from service.queue import workers_per_pipeline
 from service.serving import RequestContext
 from service.uploads import read_upload
 
@@ -113,39 +115,24 @@ def _model_object(catalog: Catalog, model: ModelSpec, workers: int | None,
     return obj
 
 
-async def _served(request: Request) -> dict[str, int]:
-    """Live workers per pipeline; empty when Redis cannot say (the list still answers)."""
-    st = _state(request)
+async def _fleet(request: Request) -> Fleet | None:
+    """One read of the workers' heartbeats; None when Redis cannot say (the list still
+    answers, without live counts)."""
     try:
-        return await run_in_threadpool(st.queue.workers_per_pipeline, st.catalog)
+        return await run_in_threadpool(_state(request).queue.fleet)
     except (RedisError, OSError):
-        return {}
-
-
-async def _failed_adapters(request: Request) -> dict[str, dict[str, str]]:
-    """Adapters a live worker failed to load (pipeline -> adapter -> why); empty when unknown."""
-    try:
-        return await run_in_threadpool(_state(request).queue.adapter_failures)
-    except (RedisError, OSError):
-        return {}
-
-
-async def _unloaded(request: Request) -> dict[str, str]:
-    """Pipelines unloaded through the admin API that no worker serves; empty when unknown."""
-    try:
-        return await run_in_threadpool(_state(request).queue.unloaded)
-    except (RedisError, OSError):
-        return {}
+        return None
 
 
 @v1.get("/v1/models")
 async def list_models(request: Request) -> dict[str, object]:
     """The catalog's models, less those whose pipeline was unloaded through the admin API
     (until it is loaded again: docs/models.md)."""
-    served = await _served(request)
-    unloaded = await _unloaded(request) if not all(served.values()) else {}
-    failed = await _failed_adapters(request)
     catalog = _state(request).catalog
+    fleet = await _fleet(request)
+    served = workers_per_pipeline(fleet, catalog) if fleet else {}
+    unloaded = fleet.unloaded() if fleet and not all(served.values()) else {}
+    failed = fleet.adapter_failures() if fleet else {}
     return {"object": "list", "data": [_model_object(catalog, m, served.get(m.pipeline), failed)
                                        for m in catalog.models.values()
                                        if m.pipeline not in unloaded]}
@@ -157,8 +144,10 @@ async def get_model(request: Request, model_id: str) -> dict[str, object]:
     model = catalog.model(model_id)
     if model is None:
         raise model_not_found(model_id)
-    failed = await _failed_adapters(request)
-    return _model_object(catalog, model, (await _served(request)).get(model.pipeline), failed)
+    fleet = await _fleet(request)
+    served = workers_per_pipeline(fleet, catalog) if fleet else {}
+    return _model_object(catalog, model, served.get(model.pipeline),
+                         fleet.adapter_failures() if fleet else {})
 
 
 @router.get("/healthz")
@@ -177,14 +166,13 @@ async def readyz(request: Request) -> JSONResponse:
     st = _state(request)
     try:
         await st.redis.ping()
-        workers = await run_in_threadpool(st.queue.workers_per_pipeline, st.catalog)
-        failures = await run_in_threadpool(st.queue.load_failures)
-        dropped = await run_in_threadpool(st.queue.unloaded)
-        adapters = await run_in_threadpool(st.queue.adapter_failures)
+        fleet = await run_in_threadpool(st.queue.fleet)
     except (RedisError, OSError) as exc:
         # The error text names hosts, ports and versions: the log gets it, the public does not.
         log.warning("readiness: Redis unreachable: %s", exc)
         return JSONResponse({"status": "unavailable", "redis": "unreachable"}, 503)
+    workers = workers_per_pipeline(fleet, st.catalog)
+    failures, dropped, adapters = fleet.load_failures(), fleet.unloaded(), fleet.adapter_failures()
     failed = {p: failures[p] for p, n in workers.items() if n == 0 and p in failures}
     unloaded = sorted(p for p, n in workers.items() if n == 0 and p in dropped and p not in failed)
     waiting = [p for p, n in workers.items() if n == 0 and p not in failed and p not in unloaded]

@@ -38,14 +38,26 @@ def test_adapter_failures_for_readiness_and_the_ones_no_worker_can_apply(redis: 
         return {"pipelines": {"p": {"state": "resident", "adapters": ["ok"],
                                     "failed_adapters": failed}}}
 
-    assert liveness.serving(redis, "easel:p", "p") == (0, {})
+    assert liveness.Fleet.read(redis).serving("easel:p", "p") == (0, {})
     liveness.beat(redis, "w1", ["easel:p"], 30, pipelines(bad="bad: header", worse="worse: x"))
-    assert liveness.serving(redis, "easel:p", "p") == (1, {"bad": "bad: header",
+    assert liveness.Fleet.read(redis).serving("easel:p", "p") == (1, {"bad": "bad: header",
                                                            "worse": "worse: x"})
     liveness.beat(redis, "w2", ["easel:p"], 30, pipelines(bad="bad: header"))
     liveness.beat(redis, "w3", ["easel:q"], 30, pipelines(other="other: y"))
-    assert liveness.serving(redis, "easel:p", "p") == (2, {"bad": "bad: header"})
-    assert liveness.adapter_failures(redis) == {"p": {"bad": "bad: header",
+    assert liveness.Fleet.read(redis).serving("easel:p", "p") == (2, {"bad": "bad: header"})
+    assert liveness.Fleet.read(redis).adapter_failures() == {"p": {"bad": "bad: header",
                                                       "other": "other: y", "worse": "worse: x"}}
     liveness.beat(redis, "w4", ["easel:p"], 30, {"pipelines": {"p": {"state": "asleep"}}})
-    assert liveness.serving(redis, "easel:p", "p") == (3, {})
+    assert liveness.Fleet.read(redis).serving("easel:p", "p") == (3, {})
+
+
+def test_one_read_answers_every_question_of_one_moment(redis: Redis) -> None:
+    """Readiness asks a Fleet four questions: they come from the heartbeats as read once."""
+    liveness.beat(redis, "w1", ["easel:p"], 30, {"failed": {"q": "q: no weights"},
+                                                 "unloaded": ["r"]})
+    fleet = liveness.Fleet.read(redis)
+    liveness.forget(redis, "w1")  # after the read: the snapshot keeps what it saw
+    assert fleet.counts(["easel:p", "easel:q"]) == {"easel:p": 1, "easel:q": 0}
+    assert fleet.load_failures() == {"q": "q: no weights"}
+    assert set(fleet.unloaded()) == {"r"}
+    assert liveness.Fleet.read(redis).counts(["easel:p"]) == {"easel:p": 0}
