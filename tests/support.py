@@ -192,6 +192,10 @@ def base_env(redis_url: str, data: Path, **extra: str) -> dict[str, str]:
                # The output classifier can flag a noisy few-step plumbing render; the tests that
                # are about it turn it on themselves.
                EASEL_OUTPUT_CLASSIFIER="off",
+               # Float32 on every CPU: tests compare batched and solo pixels (docs/api.md's
+               # batching tolerance), and bfloat16 autocast, on only where the CPU has it, moves
+               # edges between the two; tests/models/test_loading.py covers that path.
+               EASEL_CPU_AUTOCAST="false",
                OMP_WAIT_POLICY="PASSIVE",
                PYTHONPATH=str(ROOT))
     env.update(extra)
