@@ -87,11 +87,11 @@ class Dispatcher:
                 await self._check_worker(queue_name, model)
 
     async def _check_worker(self, queue_name: str, model: str) -> None:
-        workers, broken = await run_in_threadpool(self.queue.serving, queue_name)
+        pipeline = queue_name.removeprefix("easel:")
+        fleet = await run_in_threadpool(self.queue.fleet)
+        workers, broken = fleet.serving(queue_name, pipeline)
         if workers == 0:
-            fleet = await run_in_threadpool(self.queue.fleet)
             failures = {**fleet.load_failures(), **fleet.unloaded()}
-            pipeline = queue_name.removeprefix("easel:")
             if pipeline in failures:  # waiting will not fix this: say what will
                 raise unavailable(f"Model '{model}' is unavailable: {failures[pipeline]}",
                                   retry_after=60)

@@ -64,11 +64,6 @@ class JobQueue:
         """One read of the workers' heartbeats, for every question a caller asks of them."""
         return liveness.Fleet.read(self.redis)
 
-    def serving(self, queue_name: str) -> tuple[int, dict[str, str]]:
-        """Live workers of the queue, and its pipeline's adapters none of them could load ->
-        why (core.liveness.Fleet.serving)."""
-        return self.fleet().serving(queue_name, queue_name.removeprefix("easel:"))
-
     def exists(self, job_id: str) -> bool:
         """Whether RQ still knows this job (queued, started, scheduled or finished)."""
         return bool(self.redis.exists(f"rq:job:{job_id}"))

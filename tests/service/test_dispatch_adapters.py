@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from core import liveness
 from core.errors import OpenAIError
 from core.jobs import AdapterUse, Outcome, RenderJob
 from core.settings import GatewaySettings
@@ -26,9 +27,9 @@ class Queue:
 
     knows_server_version = True
 
-    def serving(self, queue_name: str) -> tuple[int, dict[str, str]]:
-        assert queue_name == "easel:shapes"
-        return 1, {"bad": WHY}
+    def fleet(self) -> liveness.Fleet:
+        return liveness.Fleet({"w": {"queues": ["easel:shapes"], "pipelines": {
+            "shapes": {"state": "resident", "failed_adapters": {"bad": WHY}}}}})
 
     def queue(self, name: str) -> Any:
         return SimpleNamespace(key=f"rq:queue:{name}")
