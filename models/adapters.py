@@ -43,7 +43,7 @@ class AdapterCache:
         self.failed: dict[str, str] = {}
         # What the next call renders with; None: unknown (a load or switch failed midway).
         self.active: tuple[tuple[str, float], ...] | None = ()
-        self.bypass = LoraBypass(pipe)  # restored before every adapter operation of diffusers
+        self.bypass = LoraBypass(pipe)  # restored first in preload() and activate()
 
     def bytes(self) -> int:
         return sum(self.resident.values())
@@ -51,6 +51,7 @@ class AdapterCache:
     def preload(self) -> None:
         """Load adapters in catalog order while they fit the budget: a bad file is named in the
         log at start, not at its first request."""
+        self.bypass.restore()
         for name, spec in self.specs.items():
             size = self._size(spec)
             if self.budget and self.resident and self.bytes() + size > self.budget:
@@ -73,7 +74,6 @@ class AdapterCache:
             raise AdapterError(f"adapter {name!r} is not in the catalog for this pipeline")
         if name in self.failed:
             raise AdapterError(self.failed[name])
-        self.bypass.restore()
         try:
             path = self.resolve(spec.path)
             with warnings.catch_warnings():  # peft warns of every second adapter: intended here
@@ -101,7 +101,6 @@ class AdapterCache:
             if not self.budget or self.bytes() <= self.budget:
                 return
             if name not in keep:
-                self.bypass.restore()
                 self.pipe.delete_adapters(name)
                 del self.resident[name]
                 log.info("unloaded adapter %s (least recently used)", name)
@@ -112,14 +111,15 @@ class AdapterCache:
         if chosen == self.active:
             return
         self.active = None
+        # peft's wrappers back before diffusers touches adapters (load, delete, switch): the
+        # two entry points do it first, so _load and _evict_for find them in place.
+        self.bypass.restore()
         if not chosen:
             if self.resident:
-                self.bypass.restore()
                 self.pipe.disable_lora()
                 self.bypass.bypass()  # the base layers alone, without the wrappers' overhead
             self.active = ()
             return
-        self.bypass.restore()
         for name, _ in chosen:
             if name not in self.resident:
                 self._load(name)
